@@ -30,6 +30,10 @@ class RequestContext:
     code: str | None = None  # refusal code, when refused
     reported: list[str] = field(default_factory=list)  # codes a report-mode stage would refuse
     principal: Any = None
+    # Headers every response to this request carries, refusals included (HSTS, CORS,
+    # Deprecation): stages add them here and the errors stage sends them, so one wrapper of
+    # ``send`` serves all stages.
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

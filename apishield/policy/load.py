@@ -107,7 +107,9 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> Loc:
     return tuple(kept)
 
 
-_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "date", "list", "dict", "none", "is-instance"})
+_TYPE_TAGS = frozenset(
+    {"str", "int", "float", "bool", "date", "list", "dict", "none", "is-instance"}
+)
 
 
 def _is_union_tag(part: str) -> bool:
@@ -133,7 +135,9 @@ def _line(loc: Loc, lines: dict[Loc, int]) -> int | None:
     return None
 
 
-def parse_policy(data: Any, *, file: str = "<policy>", lines: dict[Loc, int] | None = None) -> Policy:
+def parse_policy(
+    data: Any, *, file: str = "<policy>", lines: dict[Loc, int] | None = None
+) -> Policy:
     """Validate already-parsed policy data (a mapping) into a ``Policy``."""
     lines = lines or {}
     if not isinstance(data, Mapping):

@@ -1,0 +1,51 @@
+"""The one place the pipeline is assembled, in the order DESIGN.md fixes.
+
+Stages that later releases add (authentication, rate limits, request validation, inspection)
+slot in at their numbered places here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from apishield.errors import PROBLEM_TYPE_BASE, ConfigError
+from apishield.pipeline.access import AccessMiddleware
+from apishield.pipeline.audit import AuditMiddleware
+from apishield.pipeline.content import ContentMiddleware
+from apishield.pipeline.cors import CorsMiddleware
+from apishield.pipeline.errors import ErrorsMiddleware
+from apishield.pipeline.response import ResponseMiddleware
+from apishield.pipeline.router import Router
+from apishield.pipeline.routing import RoutingMiddleware
+from apishield.pipeline.transport import TransportMiddleware
+from apishield.policy.models import Policy
+from apishield.types import ASGIApp
+
+
+def build_pipeline(policy: Policy, app: ASGIApp) -> ASGIApp:
+    """Wrap ``app`` (the upstream proxy, or a Python ASGI app) in every stage of ``policy``."""
+    development = policy.mode == "development"
+    type_base = PROBLEM_TYPE_BASE
+    router = Router(policy)
+    inner: ASGIApp = ResponseMiddleware(app, policy=policy)  # 13 (12 is `app`)
+    inner = AccessMiddleware(inner)  # 9
+    inner = ContentMiddleware(  # 6
+        inner, policy=policy, development=development, type_base=type_base
+    )
+    inner = RoutingMiddleware(inner, router=router)  # 5
+    inner = CorsMiddleware(inner, policy=policy, router=router)  # 4
+    inner = TransportMiddleware(  # 3
+        inner,
+        trusted_proxies=policy.trusted_proxies,
+        hsts=policy.listen.hsts,
+        request_id_header=policy.request_id.header,
+    )
+    inner = AuditMiddleware(inner)  # 2
+    return ErrorsMiddleware(inner, development=development, type_base=type_base)  # 1
+
+
+def build_gateway(policy: Policy) -> ASGIApp:
+    """The standalone gateway: the pipeline in front of the policy's upstream."""
+    if policy.upstream is None:
+        raise ConfigError("the policy has no 'upstream': the gateway has nothing to protect")
+    from apishield.proxy import UpstreamApp  # the proxy is not needed in in-process mode
+
+    return build_pipeline(policy, UpstreamApp(policy.upstream))
