@@ -84,7 +84,7 @@ class CorsMiddleware:
         preflight = method == "OPTIONS" and requested is not None
         version_value = header(scope, self.version_header) if self.version_header else None
         match = self.router.match(
-            requested.upper() if preflight and requested else method,
+            None if preflight else method,
             scope["path"],
             scope.get("raw_path"),
             version_value,

@@ -153,7 +153,7 @@ class Router:
         return walk(self.root, 0, [])
 
     def match(
-        self, method: str, path: str, raw_path: bytes | None, header_version: str | None
+        self, method: str | None, path: str, raw_path: bytes | None, header_version: str | None
     ) -> RouteMatch:
         """The route for this request, or the refusal (404, 405, 410, 400)."""
         check_canonical(path, raw_path)
@@ -162,7 +162,10 @@ class Router:
             raise NotFoundError(hint="no route in the policy matches this path")
         entries, values = found
         entries = self._select_version(entries, header_version)
-        entry = next((e for e in entries if method in e.methods), None)
+        if method is None:  # a CORS preflight asks about the path, not a method
+            entry: _Entry | None = entries[0] if entries else None
+        else:
+            entry = next((e for e in entries if method in e.methods), None)
         if entry is None:
             allowed = sorted({m for e in entries for m in e.methods})
             raise MethodNotAllowedError(

@@ -78,6 +78,16 @@ def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
             _index(item, (*loc, i), lines, file)
 
 
+def field_name(loc: Loc) -> str:
+    """``("routes", 2, "methods")`` → ``routes[2].methods``."""
+    return _field(loc)
+
+
+def line_of(loc: Loc, lines: dict[Loc, int]) -> int | None:
+    """The line of ``loc``, or of its nearest ancestor present in the file."""
+    return _line(loc, lines)
+
+
 def _field(loc: Loc) -> str:
     out = ""
     for part in loc:
@@ -172,6 +182,11 @@ def parse_policy(
 
 def load_policy(path: str | Path) -> Policy:
     """Read, validate and resolve a policy file; relative paths are taken from its folder."""
+    return load_policy_with_lines(path)[0]
+
+
+def load_policy_with_lines(path: str | Path) -> tuple[Policy, dict[Loc, int]]:
+    """``load_policy``, plus the line of every field (for messages about valid policies)."""
     path = Path(path)
     name = str(path)
     try:
@@ -182,7 +197,7 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(f"cannot read the file ({type(exc).__name__})", file=str(path)) from None
     data, lines = _compose(text, name)
     policy = parse_policy(data, file=name, lines=lines)
-    return resolve_paths(policy, path.resolve().parent)
+    return resolve_paths(policy, path.resolve().parent), lines
 
 
 def resolve_paths(policy: Policy, base: Path) -> Policy:

@@ -83,7 +83,12 @@ BASE_POLICY: dict[str, Any] = {
         },
         {"path": "/v2/small", "methods": ["POST"], "allow": "public", "body_limit": 64},
         {"path": "/v2/shallow", "methods": ["POST"], "allow": "public", "json_depth": 3},
-        {"path": "/v2/cached", "methods": ["GET"], "allow": "public", "cache_control": "max-age=60"},
+        {
+            "path": "/v2/cached",
+            "methods": ["GET"],
+            "allow": "public",
+            "cache_control": "max-age=60",
+        },
         {"path": "/v2/private", "methods": ["GET"], "allow": {"scopes": ["items:read"]}},
         {"path": "/v2/closed", "methods": ["GET"]},
         {"path": "/v1/items", "methods": ["GET"], "allow": "public"},

@@ -15,12 +15,24 @@ REFUSALS = [
     pytest.param("GET", "/v2/items/", {}, b"", 404, "route_not_found", {}, id="trailing-slash"),
     pytest.param("GET", "/v2/items/1/2", {}, b"", 404, "route_not_found", {}, id="extra-segment"),
     pytest.param(
-        "PATCH", "/v2/items/1", {}, b"", 405, "method_not_allowed",
-        {"allow": "DELETE, GET, HEAD, PUT"}, id="wrong-method",
+        "PATCH",
+        "/v2/items/1",
+        {},
+        b"",
+        405,
+        "method_not_allowed",
+        {"allow": "DELETE, GET, HEAD, PUT"},
+        id="wrong-method",
     ),
     pytest.param(
-        "GET", "/v0/items", {}, b"", 410, "version_retired",
-        {"link": '<https://docs.example.com/v2>; rel="successor-version"'}, id="retired-version",
+        "GET",
+        "/v0/items",
+        {},
+        b"",
+        410,
+        "version_retired",
+        {"link": '<https://docs.example.com/v2>; rel="successor-version"'},
+        id="retired-version",
     ),
     pytest.param(
         "GET", "/v2/items/..%2Fadmin", {}, b"", 400, "path_not_canonical", {}, id="encoded-slash"
@@ -33,63 +45,129 @@ REFUSALS = [
         "GET", "/v2/items/%2e%2e/secret", {}, b"", 400, "path_not_canonical", {}, id="dot-dot"
     ),
     pytest.param(
-        "POST", "/v2/items", {"content-type": "text/plain"}, b"hello", 415,
-        "unsupported_media_type", {"accept-post": "application/json"}, id="wrong-media-type",
+        "POST",
+        "/v2/items",
+        {"content-type": "text/plain"},
+        b"hello",
+        415,
+        "unsupported_media_type",
+        {"accept-post": "application/json"},
+        id="wrong-media-type",
     ),
     pytest.param(
-        "POST", "/v2/items", {}, b'{"a":1}', 415, "unsupported_media_type", {},
+        "POST",
+        "/v2/items",
+        {},
+        b'{"a":1}',
+        415,
+        "unsupported_media_type",
+        {},
         id="missing-media-type",
     ),
     pytest.param(
-        "POST", "/v2/items", {"content-type": "application/json; charset=latin-1"}, b"{}",
-        415, "charset_not_utf8", {}, id="json-not-utf8",
+        "POST",
+        "/v2/items",
+        {"content-type": "application/json; charset=latin-1"},
+        b"{}",
+        415,
+        "charset_not_utf8",
+        {},
+        id="json-not-utf8",
     ),
     pytest.param(
-        "POST", "/v2/small", JSON, b'{"a":"' + b"x" * 100 + b'"}', 413, "body_too_large", {},
+        "POST",
+        "/v2/small",
+        JSON,
+        b'{"a":"' + b"x" * 100 + b'"}',
+        413,
+        "body_too_large",
+        {},
         id="content-length-over-limit",
     ),
     pytest.param(
-        "POST", "/v2/items", JSON, b'{"a":1,"a":2}', 400, "json_duplicate_key", {},
+        "POST",
+        "/v2/items",
+        JSON,
+        b'{"a":1,"a":2}',
+        400,
+        "json_duplicate_key",
+        {},
         id="json-duplicate-key",
     ),
     pytest.param(
         "POST", "/v2/items", JSON, b'{"a":NaN}', 400, "json_non_finite", {}, id="json-nan"
     ),
     pytest.param(
-        "POST", "/v2/items", JSON, b'{"a":-Infinity}', 400, "json_non_finite", {},
+        "POST",
+        "/v2/items",
+        JSON,
+        b'{"a":-Infinity}',
+        400,
+        "json_non_finite",
+        {},
         id="json-infinity",
     ),
-    pytest.param(
-        "POST", "/v2/items", JSON, b'{"a":', 400, "json_invalid", {}, id="json-truncated"
-    ),
+    pytest.param("POST", "/v2/items", JSON, b'{"a":', 400, "json_invalid", {}, id="json-truncated"),
     pytest.param(
         "POST", "/v2/items", JSON, b'{"a":"\xff"}', 400, "json_invalid", {}, id="json-not-utf8"
     ),
     pytest.param(
-        "POST", "/v2/shallow", JSON, b'{"a":{"b":{"c":{"d":1}}}}', 400, "json_too_deep", {},
+        "POST",
+        "/v2/shallow",
+        JSON,
+        b'{"a":{"b":{"c":{"d":1}}}}',
+        400,
+        "json_too_deep",
+        {},
         id="json-too-deep",
     ),
     pytest.param(
-        "POST", "/v2/items", JSON, b"[" * 600_000 + b"]" * 600_000, 413, "body_too_large", {},
+        "POST",
+        "/v2/items",
+        JSON,
+        b"[" * 600_000 + b"]" * 600_000,
+        413,
+        "body_too_large",
+        {},
         id="json-deep-and-large",
     ),
     pytest.param(
-        "POST", "/v2/items", JSON, b"[" * 5000 + b"]" * 5000, 400, "json_too_deep", {},
+        "POST",
+        "/v2/items",
+        JSON,
+        b"[" * 5000 + b"]" * 5000,
+        400,
+        "json_too_deep",
+        {},
         id="json-recursion-bomb",
     ),
     pytest.param(
-        "GET", "/v2/private", {}, b"", 401, "authentication_required",
-        {"www-authenticate": 'Bearer realm="apishield"'}, id="needs-credentials",
+        "GET",
+        "/v2/private",
+        {},
+        b"",
+        401,
+        "authentication_required",
+        {"www-authenticate": 'Bearer realm="apishield"'},
+        id="needs-credentials",
     ),
     pytest.param("GET", "/v2/closed", {}, b"", 403, "route_not_allowed", {}, id="no-allow-rule"),
     pytest.param(
-        "GET", "/v2/items", {"origin": "https://evil.example"}, b"", 403,
-        "cors_origin_not_allowed", {}, id="foreign-origin",
+        "GET",
+        "/v2/items",
+        {"origin": "https://evil.example"},
+        b"",
+        403,
+        "cors_origin_not_allowed",
+        {},
+        id="foreign-origin",
     ),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "headers", "body", "status", "code", "expect"), REFUSALS)
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "code", "expect"), REFUSALS
+)
 async def test_refusal(
     make_client: ClientFactory,
     method: str,
@@ -139,7 +217,9 @@ async def test_allowed_request_passes_and_is_cleaned(make_client: ClientFactory)
     assert "server" not in response.headers
     assert "x-powered-by" not in response.headers
     assert response.headers["cache-control"] == "no-store"
-    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert (
+        response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-content-type-options"] == "nosniff"
 
@@ -157,7 +237,10 @@ async def test_deprecated_version_headers(make_client: ClientFactory) -> None:
     assert response.status_code == 200
     assert response.headers["deprecation"] == "@1767225600"  # 2026-01-01T00:00:00Z
     assert response.headers["sunset"] == "Wed, 30 Jun 2027 00:00:00 GMT"
-    assert response.headers["link"] == '<https://docs.example.com/v2>; rel="deprecation"; type="text/html"'
+    assert (
+        response.headers["link"]
+        == '<https://docs.example.com/v2>; rel="deprecation"; type="text/html"'
+    )
     assert "deprecation" not in (await client.get("/v2/items")).headers
 
 
