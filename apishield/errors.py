@@ -49,7 +49,9 @@ class PolicyError(ConfigError):
         where = self.file or "<policy>"
         if self.line is not None:
             where = f"{where}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class HTTPError(ApiShieldError):

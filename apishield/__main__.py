@@ -1,0 +1,7 @@
+"""``python -m apishield`` is the ``apishield`` command."""
+
+from __future__ import annotations
+
+from apishield.cli import main
+
+main()
