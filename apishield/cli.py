@@ -58,7 +58,7 @@ def check(
     except PolicyError as exc:
         raise _fail(str(exc)) from None
     findings = audit_policy(policy)
-    rows = [
+    rows: list[dict[str, str | int | None]] = [
         {
             "severity": f.severity,
             "code": f.code,
@@ -77,7 +77,7 @@ def check(
         for row in rows:
             where = f"{row['file']}:{row['line']}" if row["line"] else row["file"]
             typer.echo(
-                f"{where}: {row['severity'].upper():6} {row['code']}: {row['field']}: "
+                f"{where}: {str(row['severity']).upper():6} {row['code']}: {row['field']}: "
                 f"{row['message']}"
             )
         typer.echo(f"apishield explain CODE tells more. {len(rows)} finding(s).")

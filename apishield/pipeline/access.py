@@ -38,10 +38,9 @@ class AccessMiddleware:
                 headers={"WWW-Authenticate": 'Bearer realm="apishield"'},
                 hint="this route needs credentials",
             )
-        granted = set(getattr(ctx.principal, "scopes", ())) | set(
-            getattr(ctx.principal, "roles", ())
-        )
-        if not set(allow.scopes) <= granted or not set(allow.roles) <= granted:
+        scopes = set(getattr(ctx.principal, "scopes", ()))
+        roles = set(getattr(ctx.principal, "roles", ()))
+        if not set(allow.scopes) <= scopes or not set(allow.roles) <= roles:
             raise ForbiddenError(
                 code="scope_missing",
                 headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},

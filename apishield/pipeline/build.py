@@ -37,9 +37,15 @@ def build_pipeline(policy: Policy, app: ASGIApp) -> ASGIApp:
         trusted_proxies=policy.trusted_proxies,
         hsts=policy.listen.hsts,
         request_id_header=policy.request_id.header,
+        require_https=policy.listen.require_https,
     )
     inner = AuditMiddleware(inner)  # 2
-    return ErrorsMiddleware(inner, development=development, type_base=type_base)  # 1
+    return ErrorsMiddleware(  # 1
+        inner,
+        development=development,
+        type_base=type_base,
+        request_id_header=policy.request_id.header,
+    )
 
 
 def build_gateway(policy: Policy) -> ASGIApp:

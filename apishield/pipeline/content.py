@@ -71,11 +71,13 @@ class ContentMiddleware:
         ctx = get_context(scope)
         assert ctx.route is not None  # noqa: S101 - routing runs first, always
         limits = self.limits[id(ctx.route.route)]
+        # Framing is never report-only: an ambiguous request is read differently by us and by
+        # the upstream, so letting it through would defeat every later check.
+        length, chunked, content_type = self._framing(scope)
+        if length is None and not chunked:
+            await self.app(scope, receive, send)  # no body
+            return
         try:
-            length, chunked, content_type = self._framing(scope)
-            if length is None and not chunked:
-                await self.app(scope, receive, send)  # no body
-                return
             media_type, params = parse_media_type(content_type or "")
             if not content_type or media_type not in limits.content_types:
                 raise UnsupportedMediaTypeError(
@@ -148,13 +150,15 @@ class ContentMiddleware:
                 return  # the client left; nothing to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > limits.body_limit:
+            if size > limits.body_limit and not self.report:
                 raise PayloadTooLargeError(
                     hint=f"this route accepts bodies up to {limits.body_limit} bytes"
                 )
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if size > limits.body_limit:
+            ctx.reported.append("body_too_large")
         try:
             ctx.extra["json"] = parse_strict_json(body, max_depth=limits.json_depth)
         except HTTPError as exc:

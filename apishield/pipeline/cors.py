@@ -119,9 +119,7 @@ class CorsMiddleware:
         settings: _Compiled,
         allow_origin: bytes,
     ) -> None:
-        methods = (
-            settings.methods if settings.methods is not None else frozenset(match.route.methods)
-        )
+        methods = settings.methods if settings.methods is not None else match.methods
         requested = (header(scope, b"access-control-request-method") or "").upper()
         if requested not in methods:
             raise ForbiddenError(

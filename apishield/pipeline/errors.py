@@ -26,8 +26,16 @@ def new_request_id() -> str:
 class ErrorsMiddleware:
     """Catches every exception from the stages below and answers with problem+json."""
 
-    def __init__(self, app: ASGIApp, *, development: bool = False, type_base: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        development: bool = False,
+        type_base: str,
+        request_id_header: str = "X-Request-ID",
+    ) -> None:
         self.app = app
+        self.request_id_header = request_id_header.lower().encode("latin-1")
         self.development = development
         self.type_base = type_base
 
@@ -38,13 +46,18 @@ class ErrorsMiddleware:
         ctx = RequestContext(request_id=new_request_id())
         scope[SCOPE_KEY] = ctx
         started = False
+        request_id_header = self.request_id_header
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                if ctx.response_headers:
-                    message["headers"] = [*message.get("headers", ()), *ctx.response_headers]
+                # The id lets a client quote any answer, not only refusals, to the operator.
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *ctx.response_headers,
+                    (request_id_header, ctx.request_id.encode("latin-1")),
+                ]
             await send(message)
 
         try:

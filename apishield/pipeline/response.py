@@ -20,6 +20,7 @@ _OURS = (
     b"referrer-policy",
     b"cache-control",
     b"strict-transport-security",
+    b"date",  # the serving layer sends its own; two Date headers confuse caches and clients
 )
 
 
@@ -32,6 +33,7 @@ class ResponseMiddleware:
         self.drop = frozenset(
             [*(h.lower().encode("latin-1") for h in settings.remove_headers), *_OURS]
             + [h.lower().encode("latin-1") for h in settings.set_headers]
+            + [policy.request_id.header.lower().encode("latin-1")]  # the errors stage sets it
         )
         self.fixed: Headers = [
             (b"x-content-type-options", b"nosniff"),

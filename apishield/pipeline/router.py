@@ -32,6 +32,7 @@ class RouteMatch:
     template: str
     params: dict[str, str]
     version: Version | None
+    methods: frozenset[str]  # every method the policy allows on this path (for Allow, CORS)
 
 
 @dataclass(slots=True)
@@ -162,12 +163,13 @@ class Router:
             raise NotFoundError(hint="no route in the policy matches this path")
         entries, values = found
         entries = self._select_version(entries, header_version)
+        methods = frozenset(m for e in entries for m in e.methods)
         if method is None:  # a CORS preflight asks about the path, not a method
             entry: _Entry | None = entries[0] if entries else None
         else:
             entry = next((e for e in entries if method in e.methods), None)
         if entry is None:
-            allowed = sorted({m for e in entries for m in e.methods})
+            allowed = sorted(methods)
             raise MethodNotAllowedError(
                 headers={"Allow": ", ".join(allowed)},
                 hint=f"this route accepts {', '.join(allowed)}",
@@ -179,7 +181,11 @@ class Router:
                 headers["Link"] = f'<{version.link}>; rel="successor-version"'
             raise GoneError(headers=headers, hint=f"API version {version.label} is retired")
         return RouteMatch(
-            entry.route, entry.route.path, dict(zip(entry.names, values, strict=True)), version
+            entry.route,
+            entry.route.path,
+            dict(zip(entry.names, values, strict=True)),
+            version,
+            methods,
         )
 
     def _select_version(self, entries: list[_Entry], header_version: str | None) -> list[_Entry]:

@@ -72,6 +72,15 @@ def audit_policy(policy: Policy, *, today: datetime | None = None) -> list[Findi
                 "HSTS max_age is under 180 days",
             )
         )
+    if not policy.listen.require_https:
+        add(
+            Finding(
+                "high" if public else "medium",
+                "https_not_required",
+                ("listen", "require_https"),
+                "plain HTTP is accepted from any client: credentials can travel in cleartext",
+            )
+        )
     if policy.mode == "development" and public:
         add(
             Finding(

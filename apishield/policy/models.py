@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from apishield.policy.units import Duration, Size
 
@@ -50,6 +57,11 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _tls_off(value: object) -> object:
+    # YAML 1.1 reads a bare `off` as false: accept it as the "off" it was meant to be.
+    return "off" if value is False else value
+
+
 class TLSFiles(Model):
     """A certificate chain and its private key, PEM files (paths relative to the policy file)."""
 
@@ -76,11 +88,15 @@ class HSTS(Model):
 
 class Listen(Model):
     address: Annotated[str, Field(description="HOST:PORT")] = "127.0.0.1:8443"
-    tls: TLSFiles | Literal["dev", "off"] = "dev"
+    tls: Annotated[TLSFiles | Literal["dev", "off"], BeforeValidator(_tls_off)] = "dev"
     redirect_http: str | None = Field(
         default=None, description="HOST:PORT of a plain listener that only redirects to HTTPS"
     )
     hsts: HSTS = HSTS()
+    require_https: bool = Field(
+        default=True,
+        description="refuse or redirect plain HTTP from non-loopback clients",
+    )
 
     @field_validator("address")
     @classmethod

@@ -147,3 +147,13 @@ async def test_wildcard_without_credentials(make_client: ClientFactory) -> None:
     client = make_client(policy)
     response = await client.get("/v2/items", headers={"origin": "https://anyone.example"})
     assert response.headers["access-control-allow-origin"] == "*"
+
+
+async def test_preflight_on_path_split_over_routes(make_client: ClientFactory) -> None:
+    policy = copy.deepcopy(BASE_POLICY)
+    policy["routes"].append({"path": "/v2/split", "methods": ["GET"], "allow": "public"})
+    policy["routes"].append({"path": "/v2/split", "methods": ["POST"], "allow": "public"})
+    client = make_client(policy)
+    response = await client.options("/v2/split", headers=preflight(ALLOWED, "POST"))
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-methods"] == "GET, HEAD, POST"

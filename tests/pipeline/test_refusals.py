@@ -278,3 +278,81 @@ async def test_report_mode_refuses_nothing(make_client: ClientFactory) -> None:
     client = make_client({**BASE_POLICY, "content": {"mode": "report"}})
     response = await client.post("/v2/items", content=b"hi", headers={"content-type": "text/plain"})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"content-length": "5", "transfer-encoding": "chunked"}, id="cl-and-te"),
+        pytest.param({"transfer-encoding": "gzip, chunked"}, id="te-not-chunked"),
+    ],
+)
+async def test_smuggling_refused_even_in_report_mode(
+    make_client: ClientFactory, headers: dict[str, str]
+) -> None:
+    from apishield.pipeline.content import ContentMiddleware
+    from apishield.policy import parse_policy
+    from tests.pipeline.conftest import BASE_POLICY, echo_app
+
+    policy = parse_policy({**BASE_POLICY, "content": {"mode": "report"}})
+    stage = ContentMiddleware(echo_app, policy=policy, type_base="urn:x:")
+    from apishield.errors import BadRequestError
+    from apishield.pipeline.context import RequestContext
+    from apishield.pipeline.router import Router
+
+    ctx = RequestContext(request_id="r" * 24)
+    ctx.route = Router(policy).match("POST", "/v2/items", None, None)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v2/items",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()]
+        + [(b"content-type", b"application/json")],
+        "apishield": ctx,
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: object) -> None:
+        raise AssertionError("nothing may be sent")
+
+    with pytest.raises(BadRequestError) as info:
+        await stage(scope, receive, send)
+    assert info.value.code == "request_smuggling"
+
+
+async def test_duplicate_content_length_refused(make_client: ClientFactory) -> None:
+    from apishield import protect
+    from tests.pipeline.conftest import BASE_POLICY, echo_app
+
+    app = protect(echo_app, BASE_POLICY)
+    sent: list[dict[str, object]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "https",
+        "method": "POST",
+        "path": "/v2/items",
+        "raw_path": b"/v2/items",
+        "query_string": b"",
+        "client": ("127.0.0.1", 5),
+        "server": ("127.0.0.1", 443),
+        "headers": [
+            (b"host", b"api.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"2"),
+            (b"content-length", b"20"),
+        ],
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert b'"code":"request_smuggling"' in sent[1]["body"]  # type: ignore[operator]

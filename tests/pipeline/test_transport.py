@@ -96,3 +96,21 @@ async def test_request_id_from_trusted_proxy(
     event = json.loads(caplog.records[-1].getMessage())
     assert event["client"] == "198.51.100.7"
     assert event["request_id"] == "edge-0123456789"
+
+
+async def test_require_https_can_be_switched_off(make_client: ClientFactory) -> None:
+    policy = copy.deepcopy(BASE_POLICY)
+    policy["listen"] = {"require_https": False}
+    client = make_client(policy, base_url="http://api.test", client=("198.51.100.7", 1))
+    response = await client.post("/v2/items", json={})
+    assert response.status_code == 200
+    assert "strict-transport-security" not in response.headers
+
+
+async def test_every_response_carries_its_request_id(make_client: ClientFactory) -> None:
+    client = make_client()
+    ok = await client.get("/health")
+    refused = await client.get("/nope")
+    assert len(ok.headers["x-request-id"]) == 24
+    assert refused.headers["x-request-id"] == refused.json()["request_id"]
+    assert ok.headers["x-request-id"] != refused.headers["x-request-id"]

@@ -1,0 +1,1 @@
+"""Observability: structured logs (audit events, operator messages)."""
