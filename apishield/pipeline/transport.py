@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from apishield.errors import ForbiddenError
 from apishield.pipeline.context import get_context
 from apishield.policy.models import HSTS
+from apishield.server.redirect import https_location, parse_host
 from apishield.types import ASGIApp, Receive, Scope, Send
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -124,14 +125,12 @@ class TransportMiddleware:
 
     async def _refuse_plain_http(self, scope: Scope, send: Send) -> None:
         ctx = get_context(scope)
-        if scope["method"] in ("GET", "HEAD") and ctx.host:
-            target = (
-                f"https://{ctx.host.rsplit(':', 1)[0] if not ctx.host.endswith(']') else ctx.host}"
+        host = parse_host(ctx.host) if ctx.host else None
+        if scope["method"] in ("GET", "HEAD") and host is not None:
+            # Behind a proxy the public HTTPS port is unknown here: 443 is the only safe guess.
+            location = https_location(
+                host, 443, scope.get("raw_path") or scope["path"].encode(), scope["query_string"]
             )
-            raw = scope.get("raw_path") or scope["path"].encode()
-            location = target.encode() + raw
-            if scope.get("query_string"):
-                location += b"?" + scope["query_string"]
             ctx.code = "https_redirect"
             await send(
                 {

@@ -7,6 +7,7 @@ same audit at start and logs each finding.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -186,3 +187,14 @@ def audit_policy(policy: Policy, *, today: datetime | None = None) -> list[Findi
     if not policy.routes:
         add(Finding("medium", "no_routes", ("routes",), "no routes: every request is refused"))
     return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+def log_findings(policy: Policy, source: str = "policy") -> list[Finding]:
+    """Run the audit and log each finding (``serve`` does this at start)."""
+    findings = audit_policy(policy)
+    log = logging.getLogger("apishield.policy")
+    for f in findings:
+        level = logging.WARNING if f.severity != "low" else logging.INFO
+        field = ".".join(str(p) for p in f.field)
+        log.log(level, "%s: %s %s: %s: %s", source, f.severity, f.code, field, f.message)
+    return findings
