@@ -54,4 +54,5 @@ def build_gateway(policy: Policy) -> ASGIApp:
         raise ConfigError("the policy has no 'upstream': the gateway has nothing to protect")
     from apishield.proxy import UpstreamApp  # the proxy is not needed in in-process mode
 
-    return build_pipeline(policy, UpstreamApp(policy.upstream))
+    upstream = UpstreamApp(policy.upstream, request_id_header=policy.request_id.header)
+    return build_pipeline(policy, upstream)

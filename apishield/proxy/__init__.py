@@ -1,0 +1,8 @@
+"""The upstream stage: a keep-alive HTTP/1.1 proxy to the protected API (DESIGN stage 12)."""
+
+from __future__ import annotations
+
+from apishield.proxy.app import UpstreamAbortedError, UpstreamApp
+from apishield.proxy.leaks import looks_like_stack_trace
+
+__all__ = ["UpstreamAbortedError", "UpstreamApp", "looks_like_stack_trace"]
