@@ -23,7 +23,11 @@ from pydantic import (
     model_validator,
 )
 
+from apishield.identity.settings import IdentitySettings
+from apishield.policy.addresses import is_loopback_host, split_address
 from apishield.policy.units import Duration, Size
+
+__all__ = ["Policy", "is_loopback_host", "split_address"]
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 StageMode = Literal["enforce", "report"]
@@ -41,20 +45,6 @@ def _address(value: str) -> str:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
         raise ValueError(f"{value!r} is not HOST:PORT (for example 127.0.0.1:8443)")
     return value
-
-
-def split_address(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _tls_off(value: object) -> object:
@@ -114,6 +104,37 @@ class State(Model):
         default=Path(".apishield"),
         description="where apishield keeps its files (dev CA, SQLite); relative to the policy",
     )
+    store: str | None = Field(
+        default=None,
+        description="sqlite:///PATH or postgresql://...; default: apishield.db in the state dir",
+    )
+    cache: str = Field(default="memory://", description="memory:// or redis://HOST:PORT/DB")
+    secret_key: str | None = Field(
+        default=None,
+        description="env:NAME or file:PATH (pepper and encryption key); never inline. "
+        "Default: a key file created in the state dir",
+    )
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite:///", "postgresql://")):
+            raise ValueError(f"{value!r}: use sqlite:///PATH or postgresql://...")
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _check_cache(cls, value: str) -> str:
+        if value != "memory://" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError(f"{value!r}: use memory:// or redis://HOST:PORT/DB")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("env:", "file:")):
+            raise ValueError("give the secret key as env:NAME or file:PATH, never inline")
+        return value
 
 
 class Timeouts(Model):
@@ -382,6 +403,7 @@ class Policy(Model):
     content: Content = Content()
     response: Response = Response()
     request_id: RequestIdSettings = RequestIdSettings()
+    identity: IdentitySettings | None = None
     versions: list[Version] = []
     routes: list[Route] = []
 

@@ -1,0 +1,36 @@
+"""What the authentication stage asks of each kind of credential.
+
+A verifier takes the credential as the client sent it and returns a ``Principal``, or raises
+``UnauthorizedError`` with a specific ``code`` (``token_expired``, ``token_invalid``,
+``api_key_invalid``…). It never logs the credential; at most its fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+
+from apishield.identity.principal import Principal
+
+
+def fingerprint(secret: str | bytes) -> str:
+    """First 8 hex digits of SHA-256: enough to correlate log lines, useless to an attacker."""
+    data = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+class ApiKeyVerifier(ABC):
+    """Verifies the value of the configured API-key header."""
+
+    @abstractmethod
+    async def verify_api_key(self, key: str, *, client_ip: str) -> Principal: ...
+
+
+class BearerVerifier(ABC):
+    """Verifies an ``Authorization: Bearer`` token (RFC 6750)."""
+
+    @abstractmethod
+    async def verify_bearer(self, token: str) -> Principal: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release fetchers and caches."""
