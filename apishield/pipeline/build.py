@@ -6,6 +6,8 @@ slot in at their numbered places here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from apishield.errors import PROBLEM_TYPE_BASE, ConfigError
 from apishield.pipeline.access import AccessMiddleware
 from apishield.pipeline.audit import AuditMiddleware
@@ -19,14 +21,22 @@ from apishield.pipeline.transport import TransportMiddleware
 from apishield.policy.models import Policy
 from apishield.types import ASGIApp
 
+Wrap = Callable[[ASGIApp], ASGIApp]
 
-def build_pipeline(policy: Policy, app: ASGIApp) -> ASGIApp:
-    """Wrap ``app`` (the upstream proxy, or a Python ASGI app) in every stage of ``policy``."""
+
+def build_pipeline(policy: Policy, app: ASGIApp, *, authentication: Wrap | None = None) -> ASGIApp:
+    """Wrap ``app`` (the upstream proxy, or a Python ASGI app) in every stage of ``policy``.
+
+    ``authentication`` wraps its inner app in stage 7; without it no request carries a
+    principal, so only public routes answer.
+    """
     development = policy.mode == "development"
     type_base = PROBLEM_TYPE_BASE
     router = Router(policy)
     inner: ASGIApp = ResponseMiddleware(app, policy=policy)  # 13 (12 is `app`)
     inner = AccessMiddleware(inner)  # 9
+    if authentication is not None:
+        inner = authentication(inner)  # 7
     inner = ContentMiddleware(  # 6
         inner, policy=policy, development=development, type_base=type_base
     )

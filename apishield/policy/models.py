@@ -296,6 +296,21 @@ class AllowRule(Model):
     roles: list[str] = []
 
 
+class OwnerRule(Model):
+    """Object-level authorization (OWASP API1, AUTH 34): a request value must equal a claim."""
+
+    param: str | None = Field(default=None, description="a {parameter} of the route's path")
+    query: str | None = Field(default=None, description="a query-string parameter")
+    body: str | None = Field(default=None, description="a JSON body field, dotted for nesting")
+    claim: str = Field(description="the principal's claim it must equal: sub, tenant, org.id…")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OwnerRule:
+        if sum(v is not None for v in (self.param, self.query, self.body)) != 1:
+            raise ValueError("give exactly one of 'param', 'query' or 'body'")
+        return self
+
+
 class Route(Model):
     path: str
     methods: list[str]
@@ -308,6 +323,9 @@ class Route(Model):
     json_depth: int | None = Field(default=None, ge=1, le=1000)
     cache_control: str | None = None
     cors: Cors | None = None
+    owner: OwnerRule | list[OwnerRule] | None = Field(
+        default=None, description="object-level rules; all must hold"
+    )
 
     @field_validator("path")
     @classmethod
@@ -343,6 +361,23 @@ class Route(Model):
     @classmethod
     def _check_media(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else [_media_type(v) for v in value]
+
+    @model_validator(mode="after")
+    def _owner_params_exist(self) -> Route:
+        rules = self.owner if isinstance(self.owner, list) else [self.owner] if self.owner else []
+        names = set(_PARAM.findall(self.path))
+        for rule in rules:
+            if rule.param is not None and rule.param not in names:
+                raise ValueError(f"owner.param {rule.param!r} is not a parameter of {self.path}")
+        if rules and self.allow in (None, "public"):
+            raise ValueError("an owner rule needs an 'allow' rule with scopes or roles")
+        return self
+
+    @property
+    def owner_rules(self) -> list[OwnerRule]:
+        if self.owner is None:
+            return []
+        return self.owner if isinstance(self.owner, list) else [self.owner]
 
 
 def _media_type(value: str) -> str:
