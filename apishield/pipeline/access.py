@@ -8,8 +8,9 @@ principal's claims, so user A cannot read user B's record by changing an id (AUT
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from apishield.errors import ForbiddenError, UnauthorizedError
 from apishield.identity.principal import Principal
@@ -26,6 +27,14 @@ def _dotted(data: Any, path: str) -> Any:
             return _MISSING
         data = data[part]
     return data
+
+
+def _query_key(key: str) -> str:
+    """How frameworks may read a query key: case-folded, ``.``/space/``[`` as ``_``, no ``[]``."""
+    key = unicodedata.normalize("NFKC", key).casefold()
+    if key.endswith("[]"):
+        key = key[:-2]
+    return key.replace(".", "_").replace(" ", "_").replace("[", "_")
 
 
 def claim_value(principal: Principal, claim: str) -> Any:
@@ -45,8 +54,17 @@ def request_value(rule: OwnerRule, scope: Scope, ctx: RequestContext) -> Any:
         assert ctx.route is not None  # noqa: S101 - routing runs first, always
         return ctx.route.params.get(rule.param, _MISSING)
     if rule.query is not None:
-        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(rule.query, [])
-        # Two values is how parameter pollution slips a second id past a check: refuse.
+        query = scope.get("query_string", b"").decode("latin-1")
+        if ";" in query:
+            return _MISSING  # some frameworks split on ';' too: ambiguous, refuse
+        wanted = _query_key(rule.query)
+        values = [
+            value
+            for key, value in parse_qsl(query, keep_blank_values=True)
+            if _query_key(key) == wanted
+        ]
+        # Two values (`id=1&id=2`, `id=1&ID=2`, `id=1&i.d=2` for PHP) is how parameter
+        # pollution slips a second id past a check: refuse unless there is exactly one.
         return values[0] if len(values) == 1 else _MISSING
     assert rule.body is not None  # noqa: S101 - OwnerRule guarantees one source
     return _dotted(ctx.extra.get("json", _MISSING), rule.body)

@@ -48,6 +48,7 @@ def build_pipeline(policy: Policy, app: ASGIApp, *, authentication: Wrap | None 
         hsts=policy.listen.hsts,
         request_id_header=policy.request_id.header,
         require_https=policy.listen.require_https,
+        hosts=policy.listen.hosts,
     )
     inner = AuditMiddleware(inner)  # 2
     return ErrorsMiddleware(  # 1

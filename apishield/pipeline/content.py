@@ -73,11 +73,28 @@ class ContentMiddleware:
         limits = self.limits[id(ctx.route.route)]
         # Framing is never report-only: an ambiguous request is read differently by us and by
         # the upstream, so letting it through would defeat every later check.
-        length, chunked, content_type = self._framing(scope)
+        length, chunked, content_type, encoding = self._framing(scope)
         if length is None and not chunked:
-            await self.app(scope, receive, send)  # no body
-            return
+            if scope.get("http_version", "1.1") in ("1.0", "1.1"):
+                await self.app(scope, receive, send)  # RFC 9112 §6.3: no body
+                return
+            # HTTP/2 and 3 need no Content-Length: look at the first chunk before deciding.
+            first = await receive()
+            if first["type"] != "http.request" or (
+                not first.get("body") and not first.get("more_body")
+            ):
+                await self.app(scope, _replay(first, receive), send)
+                return
+            receive = _replay(first, receive)
+            chunked = True
         try:
+            if encoding is not None and encoding != "identity":
+                # Limits count the bytes we see; a compressed body could inflate past them
+                # in the upstream (a decompression bomb), and inspection could not read it.
+                raise UnsupportedMediaTypeError(
+                    code="content_encoding_not_allowed",
+                    hint="send the body uncompressed",
+                )
             media_type, params = parse_media_type(content_type or "")
             if not content_type or media_type not in limits.content_types:
                 raise UnsupportedMediaTypeError(
@@ -105,12 +122,16 @@ class ContentMiddleware:
         else:
             await self._streamed(scope, receive, send, ctx, limits.body_limit)
 
-    def _framing(self, scope: Scope) -> tuple[int | None, bool, str | None]:
+    def _framing(self, scope: Scope) -> tuple[int | None, bool, str | None, str | None]:
         lengths: list[bytes] = []
         codings: list[bytes] = []
         content_type: str | None = None
+        encoding: str | None = None
         for name, value in scope["headers"]:
-            if name == b"content-length":
+            if name == b"content-encoding":
+                text = value.decode("latin-1").strip().lower()
+                encoding = text if encoding is None else f"{encoding},{text}"
+            elif name == b"content-length":
                 lengths.append(value)
             elif name == b"transfer-encoding":
                 codings.append(value)
@@ -129,14 +150,14 @@ class ContentMiddleware:
                 raise BadRequestError(
                     code="request_smuggling", hint="only 'Transfer-Encoding: chunked' is accepted"
                 )
-            return None, True, content_type
+            return None, True, content_type, encoding
         if lengths:
             raw = lengths[0].strip()
             if not raw.isdigit() or len(raw) > 18:
                 raise BadRequestError(code="request_smuggling", hint="invalid Content-Length")
             length = int(raw)
-            return (length if length > 0 else None), False, content_type
-        return None, False, content_type
+            return (length if length > 0 else None), False, content_type, encoding
+        return None, False, content_type, encoding
 
     async def _buffered_json(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext, limits: _RouteLimits
@@ -150,31 +171,26 @@ class ContentMiddleware:
                 return  # the client left; nothing to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > limits.body_limit and not self.report:
-                raise PayloadTooLargeError(
-                    hint=f"this route accepts bodies up to {limits.body_limit} bytes"
-                )
             chunks.append(chunk)
             more = message.get("more_body", False)
+            if size > limits.body_limit:
+                if not self.report:
+                    raise PayloadTooLargeError(
+                        hint=f"this route accepts bodies up to {limits.body_limit} bytes"
+                    )
+                # Report mode: note it, stop buffering, stream the rest through unparsed.
+                ctx.reported.append("body_too_large")
+                break
         body = b"".join(chunks)
-        if size > limits.body_limit:
-            ctx.reported.append("body_too_large")
-        try:
-            ctx.extra["json"] = parse_strict_json(body, max_depth=limits.json_depth)
-        except HTTPError as exc:
-            if not self.report:
-                raise
-            ctx.reported.append(exc.code)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        if not more:
+            try:
+                ctx.extra["json"] = parse_strict_json(body, max_depth=limits.json_depth)
+            except HTTPError as exc:
+                if not self.report:
+                    raise
+                ctx.reported.append(exc.code)
+        first: Message = {"type": "http.request", "body": body, "more_body": more}
+        await self.app(scope, _replay(first, receive), send)
 
     async def _streamed(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext, limit: int
@@ -214,3 +230,15 @@ class ContentMiddleware:
                 await send(message)
 
         await self.app(scope, counted, guarded_send)
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """A ``receive`` that answers ``first`` once, then defers to the real one."""
+    pending: list[Message] = [first]
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replayed

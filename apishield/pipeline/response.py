@@ -22,6 +22,8 @@ _OURS = (
     b"strict-transport-security",
     b"date",  # the serving layer sends its own; two Date headers confuse caches and clients
 )
+# The CORS stage decides cross-origin access; an upstream's own answer must not widen it.
+_CORS_PREFIX = b"access-control-"
 
 
 class ResponseMiddleware:
@@ -66,7 +68,11 @@ class ResponseMiddleware:
 
         async def clean_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", ()) if h[0].lower() not in drop]
+                headers = [
+                    h
+                    for h in message.get("headers", ())
+                    if (name := h[0].lower()) not in drop and not name.startswith(_CORS_PREFIX)
+                ]
                 headers.extend(fixed)
                 headers.append((b"cache-control", cache))
                 message["headers"] = headers

@@ -21,6 +21,7 @@ from apishield.errors import (
 )
 from apishield.policy.models import Policy, Route, Version
 
+_CONFUSABLE = frozenset("\ufffd\uff0e\u2024\u3002\ufe52\uff0f\u2215\u2044\uff3c\ufe68")
 _IMPLIED = {"GET": ("HEAD",)}  # HEAD is GET without a body (RFC 9110 §9.3.2)
 
 
@@ -78,6 +79,16 @@ def check_canonical(path: str, raw_path: bytes | None) -> None:
             )
     if not path.startswith("/") or "\\" in path or "\x00" in path:
         raise BadRequestError(code="path_not_canonical", hint="the path must start with '/'")
+    if ";" in path:
+        # Path parameters (`/files/..;/admin`, `;jsessionid=`) are resolved by some servers
+        # (Tomcat, Spring) and not by others: the classic gateway/upstream disagreement.
+        raise BadRequestError(code="path_not_canonical", hint="';' is refused in paths")
+    if not path.isascii() and any(c in _CONFUSABLE for c in path):
+        # U+FFFD marks bytes that were not UTF-8 (overlong encodings such as %C0%AE end up
+        # here); the others are dots and slashes that some stacks fold to ASCII.
+        raise BadRequestError(
+            code="path_not_canonical", hint="invalid or look-alike characters in the path"
+        )
     if path == "/":
         return
     for segment in _segments(path.rstrip("/") if path.endswith("/") else path):

@@ -7,6 +7,7 @@ retired version answers 410 with a link to its successor.
 
 from __future__ import annotations
 
+from apishield.errors import ForbiddenError
 from apishield.pipeline.context import get_context
 from apishield.pipeline.router import Router, deprecation_headers
 from apishield.types import ASGIApp, Receive, Scope, Send
@@ -42,6 +43,13 @@ class RoutingMiddleware:
                 scope["method"], scope["path"], scope.get("raw_path"), version_value
             )
             ctx.route = match
+        if match.route.allow is None:
+            # Refused here, before the body is read or any credential is verified: a closed
+            # route must cost an attacker's request as little as an unknown one.
+            raise ForbiddenError(
+                code="route_not_allowed",
+                hint="the policy route has no 'allow' rule, so nobody may call it",
+            )
         if match.version is not None and (extra := self.deprecations.get(match.version.label)):
             ctx.response_headers.extend(extra)
         await self.app(scope, receive, send)

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from apishield.errors import ForbiddenError
+from apishield.errors import BadRequestError, ForbiddenError
 from apishield.pipeline.context import get_context
 from apishield.policy.models import HSTS
 from apishield.server.redirect import https_location, parse_host
@@ -28,6 +28,12 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:
         return None
+
+
+def _hostname(host: str) -> str:
+    if host.startswith("["):
+        return host[: host.find("]") + 1].lower()
+    return host.rsplit(":", 1)[0].lower().rstrip(".")
 
 
 def resolve_client(
@@ -63,8 +69,10 @@ class TransportMiddleware:
         hsts: HSTS,
         request_id_header: str = "X-Request-ID",
         require_https: bool = True,
+        hosts: Sequence[str] | None = None,
     ) -> None:
         self.app = app
+        self.hosts = frozenset(h.lower().rstrip(".") for h in hosts) if hosts else None
         self.trusted = tuple(trusted_proxies)
         self.hsts = (
             (b"strict-transport-security", hsts.header_value().encode()) if hsts.enabled else None
@@ -81,10 +89,12 @@ class TransportMiddleware:
         peer = client[0] if client else ""
         scheme = str(scope.get("scheme", "http"))
         host = ""
+        hosts_seen = 0
         forwarded_for = forwarded_proto = forwarded_host = request_id = None
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1")
+                hosts_seen += 1
             elif name == b"x-forwarded-for":
                 # several header lines are one comma-separated list (RFC 9110 §5.3)
                 text = value.decode("latin-1")
@@ -111,6 +121,16 @@ class TransportMiddleware:
             ctx.client_ip = peer
         ctx.scheme = scheme
         ctx.host = host if _HOST.match(host) else ""
+        # RFC 9112 §3.2: exactly one valid Host in HTTP/1.1; two would let us and the upstream
+        # each pick a different one.
+        if hosts_seen > 1 or (
+            scope.get("http_version") == "1.1" and (hosts_seen == 0 or not ctx.host)
+        ):
+            raise BadRequestError(code="invalid_host", hint="send exactly one valid Host header")
+        if self.hosts is not None and _hostname(ctx.host) not in self.hosts:
+            raise BadRequestError(
+                code="invalid_host", hint="this gateway does not serve that host name"
+            )
 
         if scheme != "https" and self.require_https:
             client_ip = _ip(ctx.client_ip)
@@ -136,7 +156,12 @@ class TransportMiddleware:
                 {
                     "type": "http.response.start",
                     "status": 301,
-                    "headers": [(b"location", location), (b"content-length", b"0")],
+                    "headers": [
+                        (b"location", location),
+                        (b"content-length", b"0"),
+                        # the target depends on the client's Host: never cache it
+                        (b"cache-control", b"no-store"),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": b""})

@@ -37,6 +37,15 @@ class _Loader(yaml.SafeLoader):
 
 
 def _compose(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
+    try:
+        _refuse_aliases(text, file)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "not valid YAML"
+        raise PolicyError(f"not valid YAML: {problem}", file=file, line=line) from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError("not valid YAML", file=file) from exc
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -57,12 +66,33 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
     return data, lines
 
 
+def _refuse_aliases(text: str, file: str) -> None:
+    """Anchors, aliases and merge keys are refused: a policy must read as it is enforced.
+
+    An alias can make one setting silently apply elsewhere (``<<: *defaults`` hiding an
+    ``allow: public``), and nested aliases expand exponentially (the "billion laughs").
+    """
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            raise PolicyError(
+                "YAML anchors and aliases are not allowed in a policy; write each setting out",
+                file=file,
+                line=token.start_mark.line + 1,
+            )
+
+
 def _index(node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str) -> None:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
+            if key == "<<":
+                raise PolicyError(
+                    "YAML merge keys ('<<') are not allowed in a policy",
+                    file=file,
+                    line=key_node.start_mark.line + 1,
+                )
             if key in seen:
                 raise PolicyError(
                     f"the key {key!r} appears twice",

@@ -87,6 +87,10 @@ class Listen(Model):
         default=True,
         description="refuse or redirect plain HTTP from non-loopback clients",
     )
+    hosts: list[str] | None = Field(
+        default=None,
+        description="host names this gateway answers for (Host allowlist); absent: any",
+    )
 
     @field_validator("address")
     @classmethod
@@ -423,6 +427,25 @@ class Response(Model):
 
 class RequestIdSettings(Model):
     header: str = "X-Request-ID"
+
+    @field_validator("header")
+    @classmethod
+    def _check_header(cls, value: str) -> str:
+        reserved = {
+            "host",
+            "authorization",
+            "cookie",
+            "connection",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+            "x-forwarded-for",
+        }
+        if not _TOKEN.match(value) or value.lower() in reserved:
+            raise ValueError(f"{value!r} cannot carry request ids")
+        return value
 
 
 class Policy(Model):

@@ -164,7 +164,10 @@ def _libssl_functions() -> tuple[Callable[..., object], Callable[[int], object]]
         return None
     try:
         # dlsym on the extension's own handle searches it, then the libraries it links.
-        lib = ctypes.CDLL(getattr(_ssl, "__file__", None))
+        path = getattr(_ssl, "__file__", None)
+        if not path:
+            return None  # a statically linked _ssl: we could not be sure to reach its OpenSSL
+        lib = ctypes.CDLL(path)
         ctrl = lib.SSL_CTX_ctrl
         get_options = lib.SSL_CTX_get_options
     except (OSError, AttributeError):

@@ -157,3 +157,18 @@ def test_owner_rule_needs_allow() -> None:
     bad["routes"][0]["allow"] = "public"
     with pytest.raises(PolicyError, match="an owner rule needs an 'allow' rule"):
         parse_policy(bad)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("tenant=t1&TENANT=t2", id="AUTH-34-query-case"),
+        pytest.param("tenant=t1&%74enant=t2", id="AUTH-34-query-encoded-key"),
+        pytest.param("tenant=t1&tenant[]=t2", id="AUTH-34-query-array"),
+        pytest.param("tenant=t1;tenant=t2", id="AUTH-34-query-semicolon"),
+        pytest.param("tenant=t1&tenant=", id="AUTH-34-query-blank-second"),
+    ],
+)
+async def test_owner_query_pollution(client: httpx.AsyncClient, query: str) -> None:
+    response = await client.get(f"/reports?{query}", headers={"x-test-user": "alice"})
+    assert response.status_code == 403
