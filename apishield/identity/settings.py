@@ -110,6 +110,7 @@ class IntrospectionSettings(Model):
     client_id: str
     client_secret: str = Field(description="env:NAME or file:PATH, never inline")
     cache_ttl: Duration = 60.0
+    fetch_timeout: Duration = 5.0
 
     @field_validator("endpoint")
     @classmethod
