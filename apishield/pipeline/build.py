@@ -14,6 +14,7 @@ from apishield.pipeline.audit import AuditMiddleware
 from apishield.pipeline.content import ContentMiddleware
 from apishield.pipeline.cors import CorsMiddleware
 from apishield.pipeline.errors import ErrorsMiddleware
+from apishield.pipeline.inspection import build_inspection_stage
 from apishield.pipeline.response import ResponseMiddleware
 from apishield.pipeline.router import Router
 from apishield.pipeline.routing import RoutingMiddleware
@@ -34,6 +35,7 @@ def build_pipeline(policy: Policy, app: ASGIApp, *, authentication: Wrap | None 
     type_base = PROBLEM_TYPE_BASE
     router = Router(policy)
     inner: ASGIApp = ResponseMiddleware(app, policy=policy)  # 13 (12 is `app`)
+    inner = build_inspection_stage(inner, policy.inspection, policy)  # 11
     inner = AccessMiddleware(inner)  # 9
     if authentication is not None:
         inner = authentication(inner)  # 7

@@ -135,6 +135,24 @@ def audit_policy(policy: Policy, *, today: datetime | None = None) -> list[Findi
                 "the content stage only reports: bad media types and oversized bodies get through",
             )
         )
+    if not policy.inspection.enabled:
+        add(
+            Finding(
+                "high" if public else "medium",
+                "inspection_off",
+                ("inspection", "enabled"),
+                "injection inspection is off: SQL, command and script injection reach the API",
+            )
+        )
+    elif policy.inspection.mode == "report":
+        add(
+            Finding(
+                "medium",
+                "stage_report_mode",
+                ("inspection", "mode"),
+                "inspection only reports: injection attempts get through",
+            )
+        )
     if policy.content.body_limit > LARGE_BODY:
         add(
             Finding(

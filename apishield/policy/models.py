@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from apishield.identity.settings import IdentitySettings
+from apishield.inspect.settings import InspectionSettings
 from apishield.policy.addresses import is_loopback_host, split_address
 from apishield.policy.units import Duration, Size
 
@@ -462,6 +463,7 @@ class Policy(Model):
     response: Response = Response()
     request_id: RequestIdSettings = RequestIdSettings()
     identity: IdentitySettings | None = None
+    inspection: InspectionSettings = InspectionSettings()
     versions: list[Version] = []
     routes: list[Route] = []
 

@@ -1,0 +1,373 @@
+"""The inspection engine: every value of a request through every detector, as a pure function.
+
+The engine takes the parts of a request as plain values (path parameters, the raw query string,
+headers, the parsed JSON body, a form body) and returns :class:`Finding` objects; it does no
+I/O and knows nothing of ASGI. The pipeline stage (``apishield.pipeline.inspection``) turns a
+finding into a refusal or a report.
+
+Cost is kept near zero for ordinary values: a value made only of letters, digits, spaces and
+``_.,:@/+-`` cannot carry most injections, so it gets one extra search for the few that it can
+(``../``, ``UNION SELECT``, ``javascript:``...) and nothing else. Other values are decoded once
+(:func:`~apishield.inspect.decode.canonical`) and each detector first checks for the characters
+it needs before it tokenizes anything.
+
+Scores run from 0 to 100. The paranoia level sets the score that counts as a finding: 70 at
+level 1 (strong evidence only), 50 at level 2, 30 at level 3. (The same idea as OWASP CRS's
+paranoia levels, with apishield's own scores.)
+
+Trust assumption: everything in :class:`RequestParts` comes from the client. Each detector is
+linear in the size of a value, so a request costs time linear in its size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from apishield.inspect.cmdi import score_cmdi
+from apishield.inspect.decode import canonical, decode_utf8, percent_decode
+from apishield.inspect.nosqli import score_nosqli, score_nosqli_key
+from apishield.inspect.settings import DETECTORS, DetectorName, InspectionSettings
+from apishield.inspect.sqli import score_sqli
+from apishield.inspect.ssti import score_ssti
+from apishield.inspect.traversal import SENSITIVE_HINT, score_traversal
+from apishield.inspect.xss import score_xss
+
+__all__ = [
+    "CODES",
+    "THRESHOLDS",
+    "Finding",
+    "Inspector",
+    "RequestParts",
+    "parse_cookies",
+    "parse_form",
+]
+
+THRESHOLDS = {1: 70, 2: 50, 3: 30}
+CACHE_ENTRIES = 4096
+CACHE_VALUE_LIMIT = 1024
+CODES: dict[DetectorName, str] = {
+    "sqli": "sqli_detected",
+    "nosqli": "nosqli_detected",
+    "cmdi": "cmdi_detected",
+    "xss": "xss_detected",
+    "traversal": "path_traversal_detected",
+    "ssti": "ssti_detected",
+}
+#: Headers never inspected: credentials (opaque tokens, checked by authentication), the cookie
+#: header (inspected cookie by cookie instead) and framing that earlier stages validate.
+SKIPPED_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"proxy-authorization",
+        b"cookie",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"te",
+        b"upgrade",
+    }
+)
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.,:@/+ \-]*")
+# What a plain value can still carry: traversal and sensitive paths, a scheme, SQL without
+# punctuation in a numeric context ("1 UNION SELECT 1,2", "1 OR TRUE", "1 ORDER BY 3").
+# SQL without punctuation in a numeric context ("1 UNION SELECT 1,2", "1 OR TRUE", "1 ORDER BY
+# 3"), searched on the lowered value.
+_PLAIN_SQL = re.compile(
+    r"\bunion\b|\b(?:order|group) +by\b|\bwaitfor\b"
+    r"|\b(?:or|and|xor) +(?:not +)?(?:true|false|null|\d)"
+)
+_ENCODED = re.compile(r"[%&+\x00\\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A value that a detector scored at or above the paranoia threshold.
+
+    ``field`` names where the value was (``query.q``, ``body.items.0.name``,
+    ``header.user-agent``); the value itself is never kept, so a finding can be logged.
+    """
+
+    category: DetectorName
+    location: str
+    field: str
+    score: int
+
+    @property
+    def code(self) -> str:
+        """The refusal code: ``sqli_detected``, ``path_traversal_detected``..."""
+        return CODES[self.category]
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParts:
+    """The parts of a request the engine inspects, as the pipeline has them.
+
+    ``json`` is the parsed JSON body (absent when there is none); ``form`` the raw
+    ``application/x-www-form-urlencoded`` body; ``text_body`` a body that should have been JSON
+    but could not be parsed (inspected as one value rather than not at all).
+    """
+
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    query: bytes = b""
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    json: object = _MISSING
+    form: bytes | None = None
+    text_body: str | None = None
+
+
+def _decode_bytes(data: bytes, *, plus: bool) -> str:
+    if plus and b"+" in data:
+        data = data.replace(b"+", b" ")
+    return decode_utf8(percent_decode(data))
+
+
+def parse_form(data: bytes) -> list[tuple[str, str]]:
+    """Name/value pairs of a query string or form body, ``+`` and ``%XX`` decoded once.
+
+    Unlike ``urllib.parse.parse_qsl`` nothing is dropped: empty values and names without
+    ``=`` are kept, since an injection can sit in either.
+    """
+    pairs: list[tuple[str, str]] = []
+    for chunk in data.split(b"&"):
+        if not chunk:
+            continue
+        name, _, value = chunk.partition(b"=")
+        pairs.append((_decode_bytes(name, plus=True), _decode_bytes(value, plus=True)))
+    return pairs
+
+
+def parse_cookies(header: str) -> list[tuple[str, str]]:
+    """Cookie names and values from a ``Cookie`` header (RFC 6265 §5.4), quotes removed."""
+    pairs: list[tuple[str, str]] = []
+    for chunk in header.split(";"):
+        name, sep, value = chunk.strip().partition("=")
+        if not sep and not name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        pairs.append((name.strip(), value))
+    return pairs
+
+
+def _walk_json(document: object) -> Iterator[tuple[str, str, bool]]:
+    """(path, string, is_key) for every key and string in a JSON document, iteratively."""
+    stack: list[tuple[object, str]] = [(document, "body")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            yield path, node, False
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                child_path = f"{path}.{key}"
+                yield child_path, str(key), True
+                stack.append((child, child_path))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                stack.append((child, f"{path}.{index}"))
+
+
+class _FieldRule:
+    __slots__ = ("parts", "rest", "detectors")
+
+    def __init__(self, pattern: str | None, detectors: frozenset[DetectorName]) -> None:
+        parts = pattern.split(".") if pattern else []
+        self.rest = bool(parts) and parts[-1] == "**"
+        self.parts = parts[:-1] if self.rest else parts
+        self.detectors = detectors
+
+    def matches(self, field_name: str) -> bool:
+        if not self.parts and not self.rest:
+            return True  # no field: every field of the route
+        names = field_name.split(".")
+        if self.rest:
+            if len(names) < len(self.parts):
+                return False
+            names = names[: len(self.parts)]
+        elif len(names) != len(self.parts):
+            return False
+        return all(p == "*" or p == n for p, n in zip(self.parts, names, strict=True))
+
+
+_Detector = Callable[[str, bool], int]
+
+
+def _run_sqli(value: str, _nul: bool) -> int:
+    return score_sqli(value)
+
+
+def _run_nosqli(value: str, _nul: bool) -> int:
+    return score_nosqli(value)
+
+
+def _run_cmdi(value: str, _nul: bool) -> int:
+    return score_cmdi(value)
+
+
+def _run_xss(value: str, _nul: bool) -> int:
+    return score_xss(value)
+
+
+def _run_ssti(value: str, _nul: bool) -> int:
+    return score_ssti(value)
+
+
+_RUNNERS: dict[DetectorName, _Detector] = {
+    "sqli": _run_sqli,
+    "nosqli": _run_nosqli,
+    "cmdi": _run_cmdi,
+    "xss": _run_xss,
+    "traversal": score_traversal,
+    "ssti": _run_ssti,
+}
+
+
+class Inspector:
+    """Detectors, threshold and exclusions compiled from :class:`InspectionSettings` once."""
+
+    def __init__(self, settings: InspectionSettings | None = None) -> None:
+        settings = settings or InspectionSettings()
+        self.settings = settings
+        self.threshold = THRESHOLDS[settings.paranoia]
+        enabled = [d for d in DETECTORS if d in settings.detectors]
+        self.detectors: tuple[tuple[DetectorName, _Detector], ...] = tuple(
+            (name, _RUNNERS[name]) for name in enabled
+        )
+        self.nosqli_on = "nosqli" in enabled
+        # Header and cookie values repeat across requests (the same client sends the same
+        # User-Agent, Accept, Referer, session cookie): their scores are kept, keyed by the
+        # exact value. Scoring is a pure function of the value, so this changes no outcome;
+        # the dict is bounded and simply emptied when full.
+        self._cache: dict[str, list[tuple[DetectorName, int]]] = {}
+        self._global: list[_FieldRule] = []
+        self._by_route: dict[str, list[_FieldRule]] = {}
+        for exclusion in settings.exclude:
+            rule = _FieldRule(
+                exclusion.field,
+                frozenset(exclusion.detectors if exclusion.detectors else DETECTORS),
+            )
+            if exclusion.route is None:
+                self._global.append(rule)
+            else:
+                self._by_route.setdefault(exclusion.route, []).append(rule)
+
+    def clear_cache(self) -> None:
+        """Forget the scores kept for header and cookie values (benchmarks measure both)."""
+        self._cache.clear()
+
+    # -- single values ------------------------------------------------------------------------
+
+    def score_value(
+        self, raw: str, *, plus: bool = False, skip: frozenset[DetectorName] = frozenset()
+    ) -> list[tuple[DetectorName, int]]:
+        """Every detector's score for one value that reaches the threshold, best first."""
+        if _PLAIN.fullmatch(raw):
+            # A plain value can only carry traversal or sensitive paths, a scheme, or SQL made
+            # of words; each has a cheap tell, and most values have none of them.
+            low = raw.lower()
+            if not (
+                ".." in raw
+                or "--" in raw
+                or ((":" in raw or "/" in raw or "." in raw) and SENSITIVE_HINT.search(low))
+                or ("script:" in low or "://" in raw)
+                or (" " in raw and _PLAIN_SQL.search(low))
+            ):
+                return []
+            value, nul = (raw.replace("+", " ") if plus else raw), False
+        elif not raw.isascii() or _ENCODED.search(raw):
+            value, nul = canonical(raw, plus=plus)
+        else:
+            value, nul = raw, False
+        found: list[tuple[DetectorName, int]] = []
+        threshold = self.threshold
+        for name, run in self.detectors:
+            if name in skip:
+                continue
+            score = run(value, nul)
+            if score >= threshold:
+                found.append((name, score))
+        found.sort(key=lambda item: -item[1])
+        return found
+
+    # -- whole requests -----------------------------------------------------------------------
+
+    def _rules_for(self, route: str | None) -> list[_FieldRule]:
+        if route is None:
+            return self._global
+        return self._global + self._by_route.get(route, [])
+
+    def inspect(
+        self, parts: RequestParts, *, route: str | None = None, first_only: bool = True
+    ) -> list[Finding]:
+        """Findings for the request, worst first; with ``first_only``, stop at the first one.
+
+        ``route`` is the matched policy route template, for the exclusions that name one.
+        """
+        rules = self._rules_for(route)
+        findings: list[Finding] = []
+        for location, field_name, value, plus, is_key in self._values(parts):
+            skip: frozenset[DetectorName] = frozenset()
+            if rules:
+                skip = frozenset(
+                    d for rule in rules if rule.matches(field_name) for d in rule.detectors
+                )
+            if not skip and (location == "header" or location == "cookie"):
+                cached = self._cache.get(value)
+                if cached is None:
+                    cached = self.score_value(value)
+                    if len(value) <= CACHE_VALUE_LIMIT:
+                        if len(self._cache) >= CACHE_ENTRIES:
+                            self._cache.clear()
+                        self._cache[value] = cached
+                scored = cached
+            else:
+                scored = self._score(value, plus=plus, is_key=is_key, skip=skip)
+            for category, score in scored:
+                findings.append(Finding(category, location, field_name, score))
+                if first_only:
+                    return findings
+        findings.sort(key=lambda f: -f.score)
+        return findings
+
+    def _score(
+        self, value: str, *, plus: bool, is_key: bool, skip: frozenset[DetectorName]
+    ) -> list[tuple[DetectorName, int]]:
+        found: list[tuple[DetectorName, int]] = []
+        if is_key and self.nosqli_on and "nosqli" not in skip and "$" in value:
+            score = score_nosqli_key(value)
+            if score >= self.threshold:
+                found.append(("nosqli", score))
+        found.extend(self.score_value(value, plus=plus, skip=skip))
+        return found
+
+    def _values(self, parts: RequestParts) -> Iterable[tuple[str, str, str, bool, bool]]:
+        """(location, field, value, plus-is-space, is-a-key) for everything in the request."""
+        for name, value in parts.path_params.items():
+            yield "path", f"path.{name}", value, False, False
+        if parts.query:
+            for name, value in parse_form(parts.query):
+                yield "query", f"query.{name}", name, False, True
+                yield "query", f"query.{name}", value, False, False
+        for raw_name, raw_value in parts.headers:
+            if raw_name in SKIPPED_HEADERS:
+                if raw_name == b"cookie":
+                    for name, value in parse_cookies(decode_utf8(raw_value)):
+                        yield "cookie", f"cookie.{name}", value, False, False
+                continue
+            name = raw_name.decode("latin-1").lower()
+            yield "header", f"header.{name}", decode_utf8(raw_value), False, False
+        if parts.json is not _MISSING:
+            for path, value, is_key in _walk_json(parts.json):
+                yield "body", path, value, False, is_key
+        if parts.form:
+            for name, value in parse_form(parts.form):
+                yield "body", f"body.{name}", name, False, True
+                yield "body", f"body.{name}", value, False, False
+        if parts.text_body is not None:
+            yield "body", "body", parts.text_body, False, False
