@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from apishield.errors import ApiShieldError, PolicyError
+from apishield.ratelimit.cli import bans_app
 
 app = typer.Typer(
     name="apishield",
@@ -22,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(bans_app, name="bans")
 
 PolicyOption = Annotated[
     Path, typer.Option("--config", "-c", help="the policy file", show_default=True)

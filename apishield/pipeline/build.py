@@ -11,39 +11,56 @@ from collections.abc import Callable
 from apishield.errors import PROBLEM_TYPE_BASE, ConfigError
 from apishield.pipeline.access import AccessMiddleware
 from apishield.pipeline.audit import AuditMiddleware
+from apishield.pipeline.bans import BanMiddleware
 from apishield.pipeline.content import ContentMiddleware
 from apishield.pipeline.cors import CorsMiddleware
 from apishield.pipeline.errors import ErrorsMiddleware
 from apishield.pipeline.inspection import build_inspection_stage
+from apishield.pipeline.ratelimit import RateLimitMiddleware
 from apishield.pipeline.response import ResponseMiddleware
 from apishield.pipeline.router import Router
 from apishield.pipeline.routing import RoutingMiddleware
 from apishield.pipeline.transport import TransportMiddleware
 from apishield.policy.models import Policy
+from apishield.ratelimit.guard import RateLimitGuard
 from apishield.types import ASGIApp
 
 Wrap = Callable[[ASGIApp], ASGIApp]
 
 
-def build_pipeline(policy: Policy, app: ASGIApp, *, authentication: Wrap | None = None) -> ASGIApp:
+def build_pipeline(
+    policy: Policy,
+    app: ASGIApp,
+    *,
+    authentication: Wrap | None = None,
+    limits: RateLimitGuard | None = None,
+) -> ASGIApp:
     """Wrap ``app`` (the upstream proxy, or a Python ASGI app) in every stage of ``policy``.
 
     ``authentication`` wraps its inner app in stage 7; without it no request carries a
-    principal, so only public routes answer.
+    principal, so only public routes answer. ``limits`` shares one rate-limit state between
+    pipelines (tests, embedders); by default the policy's own is built.
     """
     development = policy.mode == "development"
     type_base = PROBLEM_TYPE_BASE
     router = Router(policy)
+    guard = limits if limits is not None else RateLimitGuard.from_policy(policy)
     inner: ASGIApp = ResponseMiddleware(app, policy=policy)  # 13 (12 is `app`)
     inner = build_inspection_stage(inner, policy.inspection, policy)  # 11
     inner = AccessMiddleware(inner)  # 9
+    inner = RateLimitMiddleware(inner, guard=guard, phase="principal")  # 8
+    inner = BanMiddleware(inner, guard=guard, subject="principal")
     if authentication is not None:
         inner = authentication(inner)  # 7
     inner = ContentMiddleware(  # 6
         inner, policy=policy, development=development, type_base=type_base
     )
+    # 8, the limits keyed on the address alone: before any body is read or credential
+    # verified, so a flood of bad credentials costs the attacker, not the gateway.
+    inner = RateLimitMiddleware(inner, guard=guard, phase="ip")
     inner = RoutingMiddleware(inner, router=router)  # 5
     inner = CorsMiddleware(inner, policy=policy, router=router)  # 4
+    inner = BanMiddleware(inner, guard=guard, subject="ip")  # 3, once the address is known
     inner = TransportMiddleware(  # 3
         inner,
         trusted_proxies=policy.trusted_proxies,

@@ -27,6 +27,7 @@ from apishield.identity.settings import IdentitySettings
 from apishield.inspect.settings import InspectionSettings
 from apishield.policy.addresses import is_loopback_host, split_address
 from apishield.policy.units import Duration, Size
+from apishield.ratelimit.settings import LimitSettings, SlowClientSettings
 
 __all__ = ["Policy", "is_loopback_host", "split_address"]
 
@@ -88,6 +89,7 @@ class Listen(Model):
         default=True,
         description="refuse or redirect plain HTTP from non-loopback clients",
     )
+    client_timeouts: SlowClientSettings = SlowClientSettings()
     hosts: list[str] | None = Field(
         default=None,
         description="host names this gateway answers for (Host allowlist); absent: any",
@@ -464,6 +466,7 @@ class Policy(Model):
     request_id: RequestIdSettings = RequestIdSettings()
     identity: IdentitySettings | None = None
     inspection: InspectionSettings = InspectionSettings()
+    limits: LimitSettings = LimitSettings()
     versions: list[Version] = []
     routes: list[Route] = []
 

@@ -42,6 +42,7 @@ from apishield.policy.load import load_policy
 from apishield.policy.models import Policy, TLSFiles, is_loopback_host, split_address
 from apishield.server.devcert import DevCertificates, ensure_dev_certificates, trust_instructions
 from apishield.server.redirect import HttpsRedirectApp
+from apishield.server.slowclient import slow_client_protocol
 from apishield.server.tls import build_server_ssl_context
 from apishield.types import ASGIApp
 
@@ -318,7 +319,7 @@ class GatewayServer:
             app,
             ssl_context=context,
             loop="uvloop" if _uvloop_factory() is not None else "asyncio",
-            http="httptools",
+            http=slow_client_protocol(self.policy.listen.client_timeouts),
             ws="none",
             lifespan="on",
             log_config=None,  # logging belongs to the application, not to uvicorn
