@@ -84,5 +84,12 @@ def build_gateway(policy: Policy) -> ASGIApp:
         raise ConfigError("the policy has no 'upstream': the gateway has nothing to protect")
     from apishield.proxy import UpstreamApp  # the proxy is not needed in in-process mode
 
-    upstream = UpstreamApp(policy.upstream, request_id_header=policy.request_id.header)
+    protected = []
+    if policy.identity is not None and policy.identity.api_keys is not None:
+        protected.append(policy.identity.api_keys.header)
+    upstream = UpstreamApp(
+        policy.upstream,
+        request_id_header=policy.request_id.header,
+        protected_fields=protected,
+    )
     return build_pipeline(policy, upstream)

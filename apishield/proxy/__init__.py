@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from apishield.proxy.app import UpstreamAbortedError, UpstreamApp
+from apishield.proxy.app import UpstreamApp
+from apishield.proxy.errors import ClientTooSlowError, RequestTimeoutError, UpstreamAbortedError
 from apishield.proxy.leaks import looks_like_stack_trace
 
-__all__ = ["UpstreamAbortedError", "UpstreamApp", "looks_like_stack_trace"]
+__all__ = [
+    "ClientTooSlowError",
+    "RequestTimeoutError",
+    "UpstreamAbortedError",
+    "UpstreamApp",
+    "looks_like_stack_trace",
+]

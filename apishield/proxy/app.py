@@ -4,14 +4,25 @@ It is the innermost app of the gateway (DESIGN stage 12). Requests and responses
 both directions: a body is never held whole, only up to the pool's flow-control window, except
 the first 64 KiB of a 5xx answer when the stack-trace guard needs to look at it.
 
+An upstream connection is a scarce resource that a client must not be able to hold at its
+own pace (OWASP API Security Top 10 2023, API4). So a request with a body takes a connection
+only once the first piece of the body has arrived; the connection goes back to the pool as
+soon as the whole response is in our buffers, the client being served the rest (at most the
+flow-control window) from memory; and the exchange, client side included, is bounded by
+``upstream.timeouts.total``, with ``upstream.timeouts.read`` as the longest silence allowed
+between two pieces of the request body (:mod:`apishield.proxy.deadline`).
+
 Failures before the response starts raise from the error tree, for the errors stage to
 render: ``UpstreamError`` 502 ``upstream_unavailable`` (refused, reset, DNS, TLS, malformed),
 ``UpstreamTimeoutError`` 504 ``upstream_timeout``, ``UpstreamError`` 503
-``upstream_pool_exhausted`` and, when the guard hides a stack trace, ``UpstreamError`` with the
-upstream's own 5xx status and ``upstream_error_hidden``. Once the status line has gone out
-nothing can be said any more: :class:`UpstreamAbortedError` is raised without the final body
-message, so the server drops the client connection and the client sees a truncated message
-(a missing last chunk or a short ``Content-Length``), never one that looks complete.
+``upstream_pool_exhausted``, :class:`RequestTimeoutError` 408 ``request_timeout`` (the client
+stalled its own body), ``BadRequestError`` 400 ``connection_header_invalid`` and, when the
+guard hides an error body, ``UpstreamError`` with the upstream's own 5xx status and
+``upstream_error_hidden``. Once the status line has gone out nothing can be said any more:
+:class:`UpstreamAbortedError` (the upstream failed) or :class:`ClientTooSlowError` (the
+client did not read in time) is raised without the final body message, so the server drops
+the client connection and the client sees a truncated message (a missing last chunk or a
+short ``Content-Length``), never one that looks complete.
 
 Trust assumption: the request context (``scope["apishield"]``) was filled by our own stages
 and is believed; without one (standalone use) the server's view of the client is used.
@@ -19,9 +30,12 @@ and is believed; without one (standalone use) the server's view of the client is
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import secrets
 import ssl
+from collections.abc import Iterable
 from typing import Final
 from urllib.parse import quote, urlsplit
 
@@ -29,17 +43,24 @@ from apishield.errors import BadRequestError, ConfigError, UpstreamError, Upstre
 from apishield.pipeline.context import SCOPE_KEY, RequestContext
 from apishield.policy.models import Upstream
 from apishield.proxy.connection import UpstreamConnection
-from apishield.proxy.headers import build_request_head, clean_response_headers
-from apishield.proxy.leaks import decode_for_inspection, looks_like_stack_trace
+from apishield.proxy.deadline import Exchange
+from apishield.proxy.errors import UpstreamAbortedError
+from apishield.proxy.headers import (
+    CONNECTION_PROTECTED,
+    Origin,
+    build_request_head,
+    clean_response_headers,
+)
+from apishield.proxy.leaks import INSPECT_LIMIT, error_body_verdict, redact_excerpt
 from apishield.proxy.pool import ConnectionPool
 from apishield.types import Message, Receive, Scope, Send
 
 logger = logging.getLogger("apishield.upstream")
 
-#: How much of a 5xx body the stack-trace guard reads before deciding.
-GUARD_WINDOW: Final = 64 * 1024
-#: How much of a hidden body goes to the log.
-LOGGED_BODY: Final = 4 * 1024
+#: How much of a 5xx body the stack-trace guard reads before deciding; longer ones are hidden.
+GUARD_WINDOW: Final = INSPECT_LIMIT
+#: Where the request context keeps the verified identity fields for the upstream.
+IDENTITY_HEADERS_KEY: Final = "identity_headers"
 
 # RFC 9110 §9.2.2: "A proxy MUST NOT automatically retry non-idempotent requests."
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -50,17 +71,6 @@ _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 # content in frames without Content-Length.
 _FRAMED: Final = frozenset({"1.1", "1.0"})
 _END_CHUNKS: Final = b"0\r\n\r\n"
-
-
-class UpstreamAbortedError(UpstreamError):
-    """The upstream failed after the response had started.
-
-    The status line is already with the client, so no error response can follow; the server
-    must drop the connection (uvicorn does, for any exception raised after the start), which the
-    client sees as a truncated message.
-    """
-
-    code = "upstream_aborted"
 
 
 class _ClientGone(Exception):
@@ -76,6 +86,13 @@ class UpstreamApp:
     name, with ``ssl.create_default_context()``; ``ssl_context`` replaces it (a private CA).
     ``request_id_header`` names the field that carries the request id to the upstream (the
     policy's ``request_id.header``); a client's copy of it is never forwarded.
+    ``protected_fields`` adds to the fields that a ``Connection`` option may not name (the
+    configured API key header, header parameters the schemas validate).
+
+    The verified identity is read from ``ctx.extra["identity_headers"]``: a list of
+    ``(name, value)`` pairs, ``bytes`` or ``str``, every name starting with
+    ``X-Authenticated-``, set by the authentication stage. They are appended after the
+    client's fields are cleaned, and a client's own ``X-Authenticated-*`` fields never pass.
 
     Trust assumption: the upstream URL comes from the operator's policy; everything received
     from the client and from the upstream is checked before it is passed on.
@@ -87,6 +104,7 @@ class UpstreamApp:
         *,
         ssl_context: ssl.SSLContext | None = None,
         request_id_header: str = "X-Request-ID",
+        protected_fields: Iterable[str] = (),
     ) -> None:
         parts = urlsplit(upstream.url)
         try:
@@ -107,6 +125,12 @@ class UpstreamApp:
         self._base = quote(parts.path.rstrip("/"), safe=_PATH_SAFE + "%").encode("ascii")
         self._host = authority.encode("idna")
         self._request_id_header = request_id_header.lower().encode("ascii")
+        self._protected = CONNECTION_PROTECTED | {
+            name.strip().lower().encode("latin-1") for name in protected_fields
+        }
+        self._origin = Origin(
+            parts.scheme, host.lower(), port or default_port, self._base.decode("ascii")
+        )
         self._guard = upstream.stacktrace_guard
         timeouts = upstream.timeouts
         self.pool = ConnectionPool(
@@ -123,10 +147,21 @@ class UpstreamApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            pool = self.pool
+            exchange = pool.watch()
             try:
-                await self._proxy(scope, receive, send)
+                await self._proxy(scope, receive, send, exchange)
             except _ClientGone:
                 return
+            except asyncio.CancelledError:
+                # Ours only when the exchange expired and nobody else cancelled the task too.
+                task = exchange.task
+                if exchange.expired is None or task is None or task.uncancel() > 0:
+                    raise
+                error = exchange.timeout_error()
+                raise error from error.__cause__
+            finally:
+                pool.unwatch(exchange)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -147,13 +182,15 @@ class UpstreamApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         method: str = scope["method"]
         headers = scope["headers"]
         ctx: RequestContext | None = scope.get(SCOPE_KEY)
+        identity: Iterable[tuple[bytes | str, bytes | str]] = ()
         if ctx is not None:
             request_id = ctx.request_id
             client_ip, scheme, client_host = ctx.client_ip, ctx.scheme, ctx.host
+            identity = ctx.extra.get(IDENTITY_HEADERS_KEY, ())
         else:
             request_id = secrets.token_hex(16)
             client = scope.get("client")
@@ -170,20 +207,28 @@ class UpstreamApp:
             client_host=client_host,
             request_id=request_id,
             request_id_header=self._request_id_header,
+            identity=identity,
+            protected=self._protected,
         )
-
-        body: bytes
-        more: bool
-        if client_length is None and not client_chunked and scope.get("http_version") in _FRAMED:
-            # No content by HTTP/1 framing (RFC 9112 §6.3): the server's one empty
-            # http.request message is not worth waiting for on the hot path.
-            body, more = b"", False
-        else:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
+        body = b""
+        more = False
+        # RFC 9112 §6.3: without Content-Length or Transfer-Encoding an HTTP/1 request has no
+        # content, and the server's one empty http.request message is not worth waiting for on
+        # the hot path. HTTP/2 and 3 carry content in frames without Content-Length.
+        if client_length is not None or client_chunked or scope.get("http_version") not in _FRAMED:
+            # No connection is taken before the body starts to arrive (empty pieces do not
+            # count): a client that sends a head and then nothing must not hold one.
+            exchange.receiving = exchange.activity = True
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body = message.get("body", b"")
+                more = message.get("more_body", False)
+                if body or not more:
+                    break
+                exchange.activity = True
+            exchange.receiving = False
         chunked = False
         if more:
             if client_length is None:
@@ -205,7 +250,7 @@ class UpstreamApp:
         try:
             conn.start(parts, head_request=head_request, complete=not more)
             if more:
-                await _upload(conn, receive, chunked)
+                await _upload(conn, receive, chunked, exchange)
             while not conn.head_ready:
                 await conn.changed()
         except UpstreamError as exc:
@@ -230,10 +275,7 @@ class UpstreamApp:
         except BaseException:
             pool.release(conn)
             raise
-        try:
-            await self._respond(conn, send, request_id)
-        finally:
-            pool.release(conn)
+        await self._respond(conn, send, exchange, request_id)
 
     def _target(self, scope: Scope) -> bytes:
         raw: bytes | None = scope.get("raw_path")
@@ -256,49 +298,109 @@ class UpstreamApp:
             raise BadRequestError("The request could not be forwarded.")
         return target or b"/"
 
-    async def _respond(self, conn: UpstreamConnection, send: Send, request_id: str) -> None:
-        status = conn.status
-        headers, content_type, content_encoding = clean_response_headers(conn.headers, status)
-        if status >= 500 and self._guard:
-            body = await _read_prefix(conn, GUARD_WINDOW)
-            self._check_error_body(body, status, content_type, content_encoding, request_id)
-        else:
-            body = conn.take_body()
-        if conn.error is not None:
-            raise conn.error  # already known broken: still time for an honest 502 or 504
-        start: Message = {"type": "http.response.start", "status": status, "headers": headers}
-        await send(start)
+    async def _respond(
+        self, conn: UpstreamConnection, send: Send, exchange: Exchange, request_id: str
+    ) -> None:
+        """Send the response; owns ``conn`` and gives it back to the pool as soon as the
+        whole response is in our buffers, before the client has read it."""
+        pool = self.pool
+        held: UpstreamConnection | None = conn
         try:
-            while not conn.finished:
-                if body:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                await conn.wait_body()
+            status = conn.status
+            headers, content_type, content_encoding = clean_response_headers(
+                conn.headers, status, origin=self._origin
+            )
+            if status >= 500 and self._guard:
+                body = await _read_prefix(conn, GUARD_WINDOW)
+                self._check_error_body(
+                    body, conn.finished, status, content_type, content_encoding, request_id
+                )
+            else:
                 body = conn.take_body()
-        except UpstreamError as exc:
-            raise UpstreamAbortedError("The upstream service failed mid-response.") from exc
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+            if conn.error is not None:
+                raise conn.error  # already known broken: still time for an honest 502 or 504
+            start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+            if conn.complete:
+                # The common case: the whole answer is in hand before the client reads a byte.
+                held = None
+                pool.release(conn)
+                exchange.started = exchange.sending = True
+                await send(start)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            rest: list[bytes] = []
+
+            def detach(done: UpstreamConnection) -> None:
+                # Called by the connection the moment the response is complete: the rest is
+                # ours to serve from memory, the connection goes back for the next request.
+                nonlocal held
+                data = done.take_body()
+                if data:
+                    rest.append(data)
+                held = None
+                pool.release(done)
+
+            conn.on_complete(detach)
+            exchange.started = exchange.sending = True
+            await send(start)
+            exchange.sending = False
+            try:
+                while True:
+                    if held is None:
+                        body += b"".join(rest)
+                        break
+                    if not body:
+                        body = held.take_body()
+                    if body:
+                        exchange.sending = True
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                        exchange.sending = False
+                        body = b""
+                        continue
+                    if held.complete:
+                        detach(held)  # completed before the callback was set
+                        continue
+                    await held.changed()
+            except UpstreamError as exc:
+                raise UpstreamAbortedError("The upstream service failed mid-response.") from exc
+            exchange.sending = True
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            if held is not None:
+                held.on_complete(None)
+                pool.release(held)
 
     def _check_error_body(
         self,
         body: bytes,
+        whole: bool,
         status: int,
         content_type: bytes,
         content_encoding: bytes,
         request_id: str,
     ) -> None:
-        readable = decode_for_inspection(body, content_encoding.decode("latin-1"))
-        if readable is not None and not looks_like_stack_trace(
-            readable, content_type.decode("latin-1")
-        ):
+        """Raise ``upstream_error_hidden`` unless the 5xx body is safe to show
+        (:func:`~apishield.proxy.leaks.error_body_verdict`), and log why, safely."""
+        media_type = content_type.decode("latin-1")
+        reason, readable = error_body_verdict(
+            body, whole, media_type, content_encoding.decode("latin-1")
+        )
+        if reason is None:
             return
-        shown = body if readable is None else readable
-        # %r keeps the upstream's line breaks from forging log lines (CWE-117).
+        # Never the body itself: error pages carry passwords and keys. A fingerprint lets the
+        # operator match the upstream's own log; the excerpt is redacted, and %r keeps the
+        # upstream's line breaks from forging log lines (CWE-117).
+        excerpt = "" if readable is None else redact_excerpt(readable, media_type)
         logger.warning(
-            "upstream %d response hidden from the client (%s), request_id=%s: %r",
+            "upstream %d response hidden from the client (%s), request_id=%s, "
+            "length=%d%s, sha256=%s, excerpt=%r",
             status,
-            "unreadable content coding" if readable is None else "looks like a stack trace",
+            reason,
             request_id,
-            shown[:LOGGED_BODY].decode("utf-8", "replace"),
+            len(body),
+            "" if whole else "+",
+            hashlib.sha256(body).hexdigest(),
+            excerpt,
             extra={"request_id": request_id, "upstream_status": status},
         )
         raise UpstreamError(
@@ -306,14 +408,18 @@ class UpstreamApp:
         )
 
 
-async def _upload(conn: UpstreamConnection, receive: Receive, chunked: bool) -> None:
+async def _upload(
+    conn: UpstreamConnection, receive: Receive, chunked: bool, exchange: Exchange
+) -> None:
     """Stream the rest of the request body to the upstream, honouring its flow control."""
     while True:
         if conn.head_ready:
             # The upstream answered before reading everything (a 413, say): stop sending.
             conn.abandon_request()
             return
+        exchange.receiving = exchange.activity = True
         message = await receive()
+        exchange.receiving = False
         if message["type"] != "http.request":
             conn.abort()
             raise _ClientGone

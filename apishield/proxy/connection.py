@@ -44,7 +44,9 @@ class UpstreamConnection(asyncio.Protocol):
     is known), :meth:`write_body` streams the rest, :meth:`wait_head` waits for the final
     status and fields (1xx interim answers are dropped: ASGI cannot forward them; a caller may
     loop over :meth:`changed` instead, which saves a coroutine on the hot path), and
-    :meth:`wait_body`/:meth:`take_body` read the content as it arrives.
+    :meth:`wait_body`/:meth:`take_body` read the content as it arrives; :meth:`on_complete`
+    tells the caller the moment the response is whole, so that it can give the connection back
+    without waiting for its own client.
     """
 
     __slots__ = (
@@ -78,6 +80,7 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_ticks",
         "_lost_waiter",
         "_head_bytes",
+        "_on_complete",
     )
 
     def __init__(
@@ -115,6 +118,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_ticks = 0
         self._lost_waiter: asyncio.Future[None] | None = None
         self._head_bytes = 0
+        self._on_complete: Callable[[UpstreamConnection], None] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -132,6 +136,8 @@ class UpstreamConnection(asyncio.Protocol):
                 # Bytes after a whole response: the answer stands, the connection does not.
                 self._keep_alive = False
                 self.abort()
+                if self._on_complete is not None:
+                    self._completed()
             else:
                 self.fail(UpstreamError(INVALID))
             return
@@ -139,6 +145,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD:
                 self.fail(UpstreamError(INVALID))
+        elif self.complete and self._on_complete is not None:
+            self._completed()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; HTTP/1.1 has no use for a half-open connection
@@ -156,7 +164,11 @@ class UpstreamConnection(asyncio.Protocol):
             # RFC 9112 §6.3 rule 8: without Content-Length or chunked framing, the close ends it.
             self.complete = True
             self._keep_alive = False
-        elif self._error is None:
+            self._wake()
+            if self._on_complete is not None:
+                self._completed()
+            return
+        if self._error is None:
             self._error = UpstreamError(UNAVAILABLE)
         self._wake()
 
@@ -264,6 +276,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._sent = True
             self._activity = True
 
+    def on_complete(self, callback: Callable[[UpstreamConnection], None] | None) -> None:
+        """Call ``callback`` once, as soon as the response is complete in our buffers (after
+        the parser is done with the bytes that completed it), or never with ``None``.
+
+        Lets a request give the connection back while its client is still reading the
+        buffered rest, which is at most the flow-control window (:data:`HIGH_WATER`) plus one
+        read. The callback must take the buffered content before releasing the connection.
+        """
+        self._on_complete = callback
+
     def abandon_request(self) -> None:
         """Stop sending the request body (the upstream answered early); never reuse."""
         self._dirty = True
@@ -350,6 +372,7 @@ class UpstreamConnection(asyncio.Protocol):
     def park(self) -> None:
         """Called by the pool when the connection goes idle."""
         self.busy = False
+        self._on_complete = None
         self.idle_ticks = 0
         self._body.clear()
         self._buffered = 0
@@ -394,6 +417,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._error = error
         self.abort()
         self._wake()
+
+    def _completed(self) -> None:
+        callback = self._on_complete
+        self._on_complete = None
+        if callback is not None:
+            callback(self)
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -19,8 +19,9 @@ the connect timeout                (``Retry-After: 1``)
 Connections are reused (RFC 9112 §9.3) only after a complete HTTP/1.1 response without
 ``Connection: close``, a request written in full, and no error. Timeouts are kept by one
 timer per pool that ticks every quarter of the shortest timeout (at most once a second) while
-connections are open, instead of a timer per request or per chunk: a timeout therefore fires
-up to two ticks late, and a request costs no timer allocation.
+connections are open or exchanges watched (:mod:`apishield.proxy.deadline`), instead of a
+timer per request or per chunk: a timeout therefore fires up to two ticks late, and a request
+costs no timer allocation.
 
 Trust assumption: the upstream is trusted to run the API but not to speak HTTP correctly; the
 parser is strict (no leniency flags), and anything it refuses fails the request with 502.
@@ -36,6 +37,7 @@ from typing import Final
 
 from apishield.errors import UpstreamError, UpstreamTimeoutError
 from apishield.proxy.connection import TIMEOUT, UNAVAILABLE, UpstreamConnection
+from apishield.proxy.deadline import Exchange
 
 EXHAUSTED: Final = "The upstream service is busy; try again shortly."
 
@@ -77,6 +79,7 @@ class ConnectionPool:
         self._waiters: collections.deque[asyncio.Future[UpstreamConnection | None]] = (
             collections.deque()
         )
+        self._exchanges: set[Exchange] = set()
         self._ticker: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -114,6 +117,26 @@ class ConnectionPool:
             self._connecting += 1
             return await self._connect()
         return await self._wait_for_slot(fresh)
+
+    def watch(self) -> Exchange:
+        """Start watching the current task's exchange; :meth:`unwatch` it when it ends.
+
+        The ticker cancels the task once the exchange is past a deadline (see
+        :class:`~apishield.proxy.deadline.Exchange`); the task must be inside the exchange's
+        own ``try`` until :meth:`unwatch`, so that the cancellation lands there.
+        """
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        exchange = Exchange(asyncio.current_task(loop))
+        self._exchanges.add(exchange)
+        if self._ticker is None and not self._closed:
+            self._ticker = loop.call_later(self._tick, self._on_tick)
+        return exchange
+
+    def unwatch(self, exchange: Exchange) -> None:
+        """Stop watching ``exchange``: no cancellation can reach its task after this."""
+        self._exchanges.discard(exchange)
 
     def release(self, conn: UpstreamConnection) -> None:
         """Give a connection back after its request: kept when reusable, else closed."""
@@ -273,5 +296,11 @@ class ConnectionPool:
                 self._idle.remove(conn)
                 conn.abort()
                 self._forget(conn)
-        if (self._conns or self._connecting) and not self._closed:
+        if self._exchanges:
+            late = [e for e in self._exchanges if e.check(now, read_timeout, total_timeout)]
+            for exchange in late:
+                self._exchanges.discard(exchange)
+                if exchange.task is not None:
+                    exchange.task.cancel()
+        if (self._conns or self._connecting or self._exchanges) and not self._closed:
             self._ticker = self._loop.call_later(self._tick, self._on_tick)

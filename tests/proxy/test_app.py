@@ -509,3 +509,130 @@ async def test_body_is_read_only_when_framing_allows_one(
 def test_unusable_upstream_url_is_a_start_up_error(url: str) -> None:
     with pytest.raises(ConfigError):
         UpstreamApp(Upstream(url=url))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param(b"x_forwarded_for", b"6.6.6.6", id="underscore-forwarded-for"),
+        pytest.param(b"x-real_ip", b"6.6.6.6", id="underscore-real-ip"),
+        pytest.param(b"x-original-uri", b"/admin", id="x-original-uri"),
+        pytest.param(b"x-forwarded-uri", b"/admin", id="x-forwarded-uri"),
+        pytest.param(b"x-remote-user", b"admin", id="x-remote-user"),
+        pytest.param(b"remote-user", b"admin", id="remote-user"),
+        pytest.param(b"x-http-method-override", b"DELETE", id="method-override"),
+        pytest.param(b"x-method-override", b"DELETE", id="x-method-override"),
+        pytest.param(b"x-http-method", b"DELETE", id="x-http-method"),
+        pytest.param(b"x-authenticated-subject", b"admin", id="forged-identity"),
+    ],
+)
+async def test_spoofed_identity_and_override_fields_never_reach_the_upstream(
+    serve: Serve, make_app: MakeApp, name: bytes, value: bytes
+) -> None:
+    server = await serve()
+    app = make_app(server.url())
+    result = await drive(app, "POST", "/orders", headers=[(name, value)], body=b"{}")
+    assert result.status == 200, result.error
+    seen = server.requests[0]
+    assert seen.method == "POST"
+    assert value.decode() not in [v for _, v in seen.headers if v != "203.0.113.7"]
+    for forwarded in seen.names():
+        assert "_" not in forwarded
+        assert "override" not in forwarded and forwarded != "x-http-method"
+    assert seen.header("x-forwarded-for") == "203.0.113.7"
+
+
+async def test_verified_identity_from_the_context_reaches_the_upstream(
+    serve: Serve, make_app: MakeApp
+) -> None:
+    server = await serve()
+    app = make_app(server.url())
+    ctx = context()
+    ctx.extra["identity_headers"] = [
+        (b"x-authenticated-subject", b"alice"),
+        (b"x-authenticated-scopes", b"orders:read"),
+    ]
+    result = await drive(
+        app,
+        "GET",
+        "/",
+        ctx=ctx,
+        headers=[(b"x-authenticated-subject", b"admin"), (b"x-authenticated-roles", b"root")],
+    )
+    assert result.status == 200, result.error
+    seen = server.requests[0]
+    assert seen.header("x-authenticated-subject") == "alice"
+    assert seen.header("x-authenticated-scopes") == "orders:read"
+    assert seen.header("x-authenticated-roles") is None
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        pytest.param(b"content-type", id="content-type"),
+        pytest.param(b"keep-alive, Authorization", id="authorization"),
+        pytest.param(b"x-api-key", id="x-api-key"),
+        pytest.param(b"host", id="host"),
+    ],
+)
+async def test_connection_naming_a_checked_field_is_refused_before_connecting(
+    serve: Serve, make_app: MakeApp, connection: bytes
+) -> None:
+    server = await serve()
+    app = make_app(server.url())
+    result = await drive(
+        app,
+        "POST",
+        "/orders",
+        headers=[
+            (b"connection", connection),
+            (b"content-type", b"application/json"),
+            (b"authorization", b"Bearer t"),
+            (b"x-api-key", b"k"),
+        ],
+        body=b"{}",
+    )
+    error = result.error
+    assert isinstance(error, BadRequestError)
+    assert (error.status, error.code) == (400, "connection_header_invalid")
+    assert server.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("base", "location", "expected"),
+    [
+        pytest.param("", "{origin}/orders/8?x=1", "/orders/8?x=1", id="own-origin"),
+        pytest.param("/api", "{origin}/api/orders/8", "/orders/8", id="base-path-stripped"),
+        pytest.param("", "https://login.example.com/a", "https://login.example.com/a", id="other"),
+        pytest.param("", "/orders/8", "/orders/8", id="relative"),
+        pytest.param("", "http://localhost:1/x", "http://localhost:1/x", id="other-port"),
+    ],
+)
+async def test_redirects_to_the_upstream_itself_stay_on_the_gateway(
+    serve: Serve, make_app: MakeApp, base: str, location: str, expected: str
+) -> None:
+    origin = ""
+
+    async def handler(conn: Connection) -> None:
+        while await conn.read_request() is not None:
+            await conn.respond(302, [("Location", location.format(origin=origin))], b"")
+
+    server = await serve(handler)
+    origin = server.url()
+    app = make_app(server.url(path=base))
+    result = await drive(app, "GET", "/")
+    assert result.status == 302, result.error
+    assert result.header("location") == expected
+
+
+async def test_connection_protected_fields_can_be_added_per_app(serve: Serve) -> None:
+    server = await serve()
+    app = UpstreamApp(Upstream(url=server.url()), protected_fields=[" X-Tenant "])
+    try:
+        result = await drive(
+            app, "GET", "/", headers=[(b"connection", b"x-tenant"), (b"x-tenant", b"acme")]
+        )
+    finally:
+        await app.aclose()
+    assert isinstance(result.error, BadRequestError)
+    assert result.error.code == "connection_header_invalid"

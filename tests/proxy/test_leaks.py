@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from apishield.proxy.leaks import decode_for_inspection, looks_like_stack_trace
+from apishield.proxy.leaks import decode_for_inspection, looks_like_stack_trace, redact_excerpt
 
 PYTHON_TRACE = b"""Traceback (most recent call last):
   File "/app/handlers/orders.py", line 42, in get_order
@@ -198,25 +198,142 @@ def test_decode_for_inspection_inflates_known_codings(encoding: str, encode: obj
     assert decode_for_inspection(encoded, encoding) == PYTHON_TRACE
 
 
-def test_decode_for_inspection_reads_a_truncated_gzip_prefix() -> None:
-    body = gzip.compress(PYTHON_TRACE + os.urandom(100_000))
-    decoded = decode_for_inspection(body[: len(body) // 2], "gzip")
-    assert decoded is not None and decoded.startswith(PYTHON_TRACE)
-
-
-def test_decode_for_inspection_bounds_a_compression_bomb() -> None:
-    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))
-    decoded = decode_for_inspection(bomb, "gzip")
-    assert decoded is not None and len(decoded) == 64 * 1024
-
-
 @pytest.mark.parametrize(
     ("body", "encoding"),
     [
         pytest.param(b"\x1b\x00\x00", "br", id="brotli"),
         pytest.param(b"(\xb5/\xfd", "zstd", id="zstd"),
         pytest.param(b"not gzip at all", "gzip", id="corrupt-gzip"),
+        pytest.param(
+            gzip.compress(PYTHON_TRACE + os.urandom(1000))[:200], "gzip", id="truncated-gzip"
+        ),
+        pytest.param(gzip.compress(b"\0" * (50 * 1024 * 1024)), "gzip", id="compression-bomb"),
+        pytest.param(gzip.compress(b" " * (64 * 1024 + 1)), "gzip", id="one-byte-past-the-window"),
+        pytest.param(
+            gzip.compress(b'{"error":"busy"}') + gzip.compress(PYTHON_TRACE),
+            "gzip",
+            id="trace-in-a-second-gzip-member",
+        ),
+        pytest.param(zlib.compress(b"{}") + b"trailing", "deflate", id="bytes-after-the-end"),
     ],
 )
 def test_decode_for_inspection_gives_up_on_what_it_cannot_read(body: bytes, encoding: str) -> None:
+    # The caller hides what cannot be read whole: fail closed.
     assert decode_for_inspection(body, encoding) is None
+
+
+def test_decode_for_inspection_accepts_exactly_the_window() -> None:
+    body = b" " * (64 * 1024)
+    assert decode_for_inspection(gzip.compress(body), "gzip") == body
+
+
+SECRET = "Tr0ub4dor&3-hunter2"
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "secret"),
+    [
+        pytest.param(
+            b"OperationalError: could not connect to postgresql://orders:S3cr3t@pw@db.internal/o",
+            "text/plain",
+            "S3cr3t@pw",
+            id="url-userinfo",
+        ),
+        pytest.param(
+            f"POST body: user=bob&password={SECRET}&next=/".encode(),
+            "text/plain",
+            SECRET,
+            id="form-password",
+        ),
+        pytest.param(
+            f'{{"trace": "x", "config": {{"db_password": "{SECRET}"}}}}'.encode(),
+            "application/json",
+            SECRET,
+            id="json-field",
+        ),
+        pytest.param(
+            f'{{"detail": "settings: {{\\"SECRET_KEY\\": \\"{SECRET}\\"}}"}}'.encode(),
+            "application/json",
+            SECRET,
+            id="json-escaped-field",
+        ),
+        pytest.param(
+            f"DATABASES = {{'default': {{'USER': 'orders', 'PASSWORD': '{SECRET}'}}}}".encode(),
+            "text/plain",
+            SECRET,
+            id="python-repr",
+        ),
+        pytest.param(
+            f'<tr><td>passwd</td>\n<td class="code"><pre>&#x27;{SECRET}&#x27;</pre></td>'.encode(),
+            "text/html; charset=utf-8",
+            SECRET,
+            id="django-local-variable-cell",
+        ),
+        pytest.param(
+            f"api_key: {SECRET}\nretries: 3".encode(), "text/plain", SECRET, id="yaml-api-key"
+        ),
+        pytest.param(
+            f"Authorization: Bearer {TOKEN}".encode(), "text/plain", TOKEN, id="bearer-token"
+        ),
+        pytest.param(
+            b"Authorization: Basic b3JkZXJzOmh1bnRlcjI=", "text/plain", "b3JkZXJz", id="basic"
+        ),
+        pytest.param(
+            f"request headers: {{'x-api-key': '{SECRET}'}}".encode(),
+            "text/plain",
+            SECRET,
+            id="header-dict",
+        ),
+        pytest.param(
+            b"signing key 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 used",
+            "text/plain",
+            "9f86d081884c7d659a2feaa0c55ad015",
+            id="hex-run",
+        ),
+        pytest.param(
+            b"aws wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY loaded",
+            "text/plain",
+            "wJalrXUtnFEMI",
+            id="base64-run",
+        ),
+    ],
+)
+def test_redact_excerpt_hides_secrets(body: bytes, content_type: str, secret: str) -> None:
+    excerpt = redact_excerpt(body, content_type)
+    assert secret not in excerpt
+    assert "[REDACTED]" in excerpt
+
+
+def test_redact_excerpt_keeps_what_the_operator_needs() -> None:
+    excerpt = redact_excerpt(
+        b'Traceback (most recent call last):\n  File "/usr/lib/python3.11/site-packages/'
+        b"django/core/handlers/exception.py\", line 55, in inner\nKeyError: 'order_id'",
+        "text/plain",
+    )
+    assert "/django/core/handlers/exception.py" in excerpt
+    assert "KeyError: 'order_id'" in excerpt
+    assert "[REDACTED]" not in excerpt
+
+
+def test_redact_excerpt_is_bounded_and_sees_past_its_end() -> None:
+    # A secret that starts inside the excerpt and runs past its end is still recognised.
+    body = b"x" * 1000 + b" password=" + SECRET.encode() * 10 + b" " + b"y" * 100_000
+    excerpt = redact_excerpt(body, "text/plain")
+    assert len(excerpt) == 1024
+    assert SECRET[:5] not in excerpt
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"password" + b"<a>" * 20_000 + b";", id="markup-after-a-key"),
+        pytest.param(b"password<a><a><a><a><a><a><a><a>;" * 2000, id="many-keys"),
+        pytest.param(b"postgresql://" + b"a" * 100_000, id="endless-authority"),
+        pytest.param(b"A1b" * 40_000, id="endless-run"),
+    ],
+)
+@pytest.mark.timeout(10)
+def test_redact_excerpt_takes_bounded_time(body: bytes) -> None:
+    for _ in range(20):
+        redact_excerpt(body, "text/html")

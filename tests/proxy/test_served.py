@@ -3,50 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
-import uvicorn
 import uvloop
 
-from apishield.errors import UpstreamError, UpstreamTimeoutError
+from apishield.errors import PROBLEM_TYPE_BASE, UpstreamError, UpstreamTimeoutError
+from apishield.pipeline.errors import ErrorsMiddleware
 from apishield.policy.models import Upstream
 from apishield.proxy import UpstreamAbortedError, UpstreamApp
-from tests.proxy.upstreams import Connection, RawUpstream, drive, echo
+from tests.proxy.upstreams import Connection, RawUpstream, drive, echo, served
 
 Serve = Callable[..., Awaitable[RawUpstream]]
 MakeApp = Callable[..., UpstreamApp]
-
-
-@contextlib.asynccontextmanager
-async def served(app: UpstreamApp) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn (httptools) on a free loopback port; yield its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app,
-        http="httptools",
-        lifespan="on",
-        proxy_headers=False,  # client addresses are the transport stage's business
-        log_config=None,  # leave logging to the test (caplog)
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def test_round_trip_through_uvicorn(serve: Serve, make_app: MakeApp) -> None:
@@ -131,3 +102,33 @@ def test_on_uvloop() -> None:
         assert refused.error.code == "upstream_unavailable"
 
     uvloop.run(scenario())
+
+
+async def test_spoofing_fields_are_dropped_behind_uvicorn(serve: Serve, make_app: MakeApp) -> None:
+    # httptools accepts underscores in field names, and frameworks behind us fold them into
+    # the hyphenated names (Django: HTTP_X_FORWARDED_FOR for both).
+    upstream = await serve()
+    app = ErrorsMiddleware(make_app(upstream.url()), type_base=PROBLEM_TYPE_BASE)
+    async with served(app) as url, httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{url}/orders",
+            content=b"{}",
+            headers={
+                "X_Forwarded_For": "6.6.6.6",
+                "X-Real_IP": "6.6.6.6",
+                "X-HTTP-Method-Override": "DELETE",
+                "X-Original-URI": "/admin",
+                "X-Forwarded-Uri": "/admin",
+                "Remote-User": "admin",
+                "X-Remote-User": "admin",
+                "X-Authenticated-Subject": "admin",
+            },
+        )
+        refused = await client.get(url, headers={"Connection": "content-type"})
+    assert response.status_code == 200
+    seen = response.json()
+    assert seen["method"] == "POST"
+    assert [v for k, v in seen["headers"] if v in ("6.6.6.6", "DELETE", "/admin", "admin")] == []
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "connection_header_invalid"
+    assert len(upstream.requests) == 1

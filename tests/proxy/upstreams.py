@@ -3,6 +3,7 @@
 ``RawUpstream`` is an asyncio server on 127.0.0.1 whose per-connection behaviour is a coroutine
 the test writes, so that it can misbehave exactly as needed (reset mid-headers, never answer,
 close idle connections, send framing errors). ``echo`` answers every request with what it saw.
+``served`` runs an ASGI app under uvicorn on loopback, as in production.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import hashlib
 import json
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
+
 from apishield.pipeline.context import SCOPE_KEY, RequestContext
 from apishield.proxy import UpstreamApp
-from apishield.types import Message
+from apishield.types import ASGIApp, Message
 
 
 @dataclass
@@ -368,3 +371,36 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@contextlib.asynccontextmanager
+async def served(app: ASGIApp, *, send_buffer: int | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn (httptools) on a free loopback port; yield its base URL.
+
+    ``send_buffer`` sets ``SO_SNDBUF`` on the listening socket (accepted sockets inherit it),
+    so that a client that does not read fills the server's buffers quickly.
+    """
+    sock = socket.socket()
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="on",
+        proxy_headers=False,  # client addresses are the transport stage's business
+        log_config=None,  # leave logging to the test (caplog)
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
