@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from apishield.admin.cli import apikeys_app, clients_app, store_app, users_app
 from apishield.errors import ApiShieldError, PolicyError
 from apishield.ratelimit.cli import bans_app
 
@@ -24,7 +25,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+app.add_typer(clients_app, name="clients")
+app.add_typer(apikeys_app, name="apikeys")
+app.add_typer(users_app, name="users")
 app.add_typer(bans_app, name="bans")
+app.add_typer(store_app, name="store")
 
 PolicyOption = Annotated[
     Path, typer.Option("--config", "-c", help="the policy file", show_default=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from apishield.pipeline.build import build_pipeline
+from apishield.pipeline.build import build_pipeline, policy_authentication
 from apishield.policy.load import coerce_policy
 from apishield.policy.models import Policy
 from apishield.types import ASGIApp
@@ -19,4 +19,5 @@ def protect(app: ASGIApp, policy: Policy | Mapping[str, Any] | str | Path) -> AS
     file. The policy's ``upstream`` is ignored: ``app`` is the upstream. Raises ``PolicyError``
     with the located problem when the policy is invalid.
     """
-    return build_pipeline(coerce_policy(policy), app)
+    loaded = coerce_policy(policy)
+    return build_pipeline(loaded, app, authentication=policy_authentication(loaded))

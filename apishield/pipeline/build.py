@@ -78,6 +78,22 @@ def build_pipeline(
     )
 
 
+def policy_authentication(policy: Policy) -> Wrap | None:
+    """Stage 7 as the policy's ``identity`` section asks; None when it asks for nothing."""
+    identity = policy.identity
+    if identity is None or (
+        identity.api_keys is None and not identity.issuers and identity.introspection is None
+    ):
+        return None
+    from apishield.identity.bearer import build_bearer_verifier
+    from apishield.pipeline.authentication import build_authentication_stage
+
+    def wrap(inner: ASGIApp) -> ASGIApp:
+        return build_authentication_stage(inner, policy, bearer=build_bearer_verifier(identity))
+
+    return wrap
+
+
 def build_gateway(policy: Policy) -> ASGIApp:
     """The standalone gateway: the pipeline in front of the policy's upstream."""
     if policy.upstream is None:
@@ -92,4 +108,4 @@ def build_gateway(policy: Policy) -> ASGIApp:
         request_id_header=policy.request_id.header,
         protected_fields=protected,
     )
-    return build_pipeline(policy, upstream)
+    return build_pipeline(policy, upstream, authentication=policy_authentication(policy))

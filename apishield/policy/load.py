@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from apishield.errors import PolicyError
-from apishield.policy.models import Listen, Policy, State, TLSFiles, cross_check
+from apishield.policy.models import Listen, Policy, TLSFiles, cross_check
 
 Loc = tuple[str | int, ...]
 
@@ -240,7 +240,14 @@ def resolve_paths(policy: Policy, base: Path) -> Policy:
     if isinstance(listen.tls, TLSFiles):
         tls = TLSFiles(cert=absolute(listen.tls.cert), key=absolute(listen.tls.key))
         listen = Listen.model_validate({**listen.model_dump(), "tls": tls})
-    state = State(dir=absolute(policy.state.dir))
+    state_dir = absolute(policy.state.dir)
+    store = policy.state.store
+    if store is not None and store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
+        store = f"sqlite:///{absolute(Path(store[len('sqlite:///') :]))}"
+    secret = policy.state.secret_key
+    if secret is not None and secret.startswith("file:") and not Path(secret[5:]).is_absolute():
+        secret = f"file:{absolute(Path(secret[5:]))}"
+    state = policy.state.model_copy(update={"dir": state_dir, "store": store, "secret_key": secret})
     return policy.model_copy(update={"listen": listen, "state": state})
 
 

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of apishield's store (run by ``apishield.store.migrate``)."""
