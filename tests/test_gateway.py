@@ -118,15 +118,19 @@ async def test_https_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture
         with caplog.at_level(logging.DEBUG):
             async with httpx.AsyncClient(verify=context) as client:
                 response = await client.get(
-                    f"https://localhost:{port}/v1/items/7?api_key=query-secret-000",
+                    f"https://localhost:{port}/v1/items/7?note=query-secret-000",
                     headers={**secrets, "x-forwarded-for": "6.6.6.6", "x-real-ip": "6.6.6.6"},
                 )
                 refused = await client.delete(f"https://localhost:{port}/v1/items/7")
+                in_query = await client.get(
+                    f"https://localhost:{port}/v1/items/7?api_key=query-secret-111"
+                )
     assert response.status_code == 200
     assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
     assert "server" not in response.headers
     seen = json.loads(response.text)
-    assert seen["target"] == "/v1/items/7?api_key=query-secret-000"
+    assert seen["target"] == "/v1/items/7?note=query-secret-000"
+    assert in_query.status_code == 400 and in_query.json()["code"] == "credentials_in_query"
     forwarded = {k.lower(): v for k, v in seen["headers"]}
     assert forwarded["x-forwarded-for"] == "127.0.0.1"
     assert forwarded["x-forwarded-proto"] == "https"
@@ -137,5 +141,5 @@ async def test_https_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture
     ours = [r for r in caplog.records if r.name.startswith(("apishield", "uvicorn"))]
     text = "\n".join(r.getMessage() for r in ours)
     assert '"route":"/v1/items/{item_id}"' in text
-    for secret in [*secrets.values(), "query-secret-000", "very-secret", "cookie-secret"]:
+    for secret in [*secrets.values(), "query-secret", "very-secret", "cookie-secret"]:
         assert secret not in text

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from apishield.policy.addresses import is_loopback_host
 from apishield.policy.units import Duration
@@ -125,8 +133,21 @@ class IntrospectionSettings(Model):
         return value
 
 
+def _issuer_kind(value: object) -> str:
+    # Pick the branch by shape, so an error names the entry's real problem, not both branches'.
+    if isinstance(value, dict):
+        return "builtin-issuer" if "builtin" in value else "external-issuer"
+    return "builtin-issuer" if isinstance(value, BuiltinIssuer) else "external-issuer"
+
+
 class IdentitySettings(Model):
     api_keys: ApiKeySettings | None = None
-    issuers: list[IssuerSettings | BuiltinIssuer] = []
+    issuers: list[
+        Annotated[
+            Annotated[IssuerSettings, Tag("external-issuer")]
+            | Annotated[BuiltinIssuer, Tag("builtin-issuer")],
+            Discriminator(_issuer_kind),
+        ]
+    ] = []
     introspection: IntrospectionSettings | None = None
     token_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)

@@ -78,18 +78,19 @@ def build_pipeline(
     )
 
 
-def policy_authentication(policy: Policy) -> Wrap | None:
-    """Stage 7 as the policy's ``identity`` section asks; None when it asks for nothing."""
-    identity = policy.identity
-    if identity is None or (
-        identity.api_keys is None and not identity.issuers and identity.introspection is None
-    ):
-        return None
+def policy_authentication(policy: Policy) -> Wrap:
+    """Stage 7 as the policy's ``identity`` section asks.
+
+    Built even without an ``identity`` section: it still strips client-sent identity headers
+    (AUTH 36) and refuses credentials in the query string (AUTH 37), and leaves every other
+    credential header to the upstream.
+    """
     from apishield.identity.bearer import build_bearer_verifier
     from apishield.pipeline.authentication import build_authentication_stage
 
     def wrap(inner: ASGIApp) -> ASGIApp:
-        return build_authentication_stage(inner, policy, bearer=build_bearer_verifier(identity))
+        bearer = build_bearer_verifier(policy.identity)
+        return build_authentication_stage(inner, policy, bearer=bearer)
 
     return wrap
 

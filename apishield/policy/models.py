@@ -100,6 +100,20 @@ class Listen(Model):
     def _check_address(cls, value: str) -> str:
         return _address(value)
 
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("list at least one host name, or leave 'hosts' out to accept any")
+        for host in value:
+            if ":" in host.strip("[]") and not host.startswith("[") or host.endswith("]:"):
+                raise ValueError(f"{host!r}: give the host name without a port")
+            if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", host):
+                raise ValueError(f"{host!r} is not a host name")
+        return value
+
     @field_validator("redirect_http")
     @classmethod
     def _check_redirect(cls, value: str | None) -> str | None:
