@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from apishield.admin.cli import apikeys_app, clients_app, store_app, users_app
+from apishield.authserver.cli import signing_keys_app
 from apishield.errors import ApiShieldError, PolicyError
 from apishield.ratelimit.cli import bans_app
 
@@ -30,6 +31,7 @@ app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(users_app, name="users")
 app.add_typer(bans_app, name="bans")
 app.add_typer(store_app, name="store")
+app.add_typer(signing_keys_app, name="signing-keys")
 
 PolicyOption = Annotated[
     Path, typer.Option("--config", "-c", help="the policy file", show_default=True)

@@ -46,3 +46,14 @@ def test_guide_exists(code: str) -> None:
     text = read_guide(code)
     assert text is not None, f"docs/refusals/{code}.md is missing"
     assert text.startswith(f"# {code}")
+
+
+def test_every_guide_is_in_the_index() -> None:
+    folder = PACKAGE.parent / "docs" / "refusals"
+    index = (folder / "README.md").read_text(encoding="utf-8")
+    missing = [
+        p.name
+        for p in sorted(folder.glob("*.md"))
+        if p.name != "README.md" and f"({p.name})" not in index
+    ]
+    assert missing == []

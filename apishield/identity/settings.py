@@ -106,6 +106,17 @@ class BuiltinIssuer(Model):
     """apishield's own authorization server at /oauth2."""
 
     builtin: Literal[True]
+    issuer: str | None = Field(
+        default=None,
+        description="the https origin tokens name as `iss`; default https://localhost:PORT "
+        "on a loopback listener (required elsewhere)",
+    )
+    audience: str | list[str] | None = Field(
+        default=None, description="`aud` of issued tokens; default: the issuer"
+    )
+    introspectors: list[str] = Field(
+        default=[], description="client ids allowed to introspect other clients' tokens"
+    )
     access_token_ttl: Duration = Field(default=600.0, le=3600.0)
     refresh_token_ttl: Duration = 30 * 24 * 3600.0
     code_ttl: Duration = Field(default=60.0, le=60.0)

@@ -218,8 +218,12 @@ class AuthenticationMiddleware:
         api_key_prefix: str | None = None,
         query_parameters: Iterable[str] = CREDENTIAL_PARAMETERS,
         owned: Sequence[object] = (),
+        client_auth_paths: Iterable[str] = (),
     ) -> None:
         self.app = app
+        # On these paths `Authorization` authenticates an OAuth client (RFC 6749 §2.3.1,
+        # HTTP Basic) to the built-in server, which checks it itself: not a bearer token.
+        self.client_auth_paths = frozenset(client_auth_paths)
         self.api_keys = api_keys
         self.bearer = bearer
         self.api_key_prefix = api_key_prefix
@@ -243,7 +247,8 @@ class AuthenticationMiddleware:
             found = extract_credentials(
                 scope["headers"],
                 api_key_header=self.api_key_header,
-                read_authorization=self.bearer is not None,
+                read_authorization=self.bearer is not None
+                and scope.get("path") not in self.client_auth_paths,
             )
             principal: Principal | None = None
             if found.bearer is not None and self.bearer is not None:
@@ -324,6 +329,7 @@ def build_authentication_stage(
     store: Store | None = None,
     secret_keys: SecretKeys | None = None,
     bearer: BearerVerifier | None = None,
+    client_auth_paths: Iterable[str] = (),
 ) -> AuthenticationMiddleware:
     """The authentication stage for ``policy``: an API-key verifier when ``identity.api_keys``
     is set (opening the policy's store and secret key unless given), and ``bearer``.
@@ -356,4 +362,5 @@ def build_authentication_stage(
         bearer=bearer,
         api_key_prefix=settings.prefix if settings is not None else None,
         owned=owned,
+        client_auth_paths=client_auth_paths,
     )

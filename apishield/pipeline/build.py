@@ -6,9 +6,12 @@ slot in at their numbered places here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from apishield.errors import PROBLEM_TYPE_BASE, ConfigError
+from apishield.identity.jwt import JWTVerifier
+from apishield.identity.settings import BuiltinIssuer
+from apishield.identity.tokencache import RevocationCheck
 from apishield.pipeline.access import AccessMiddleware
 from apishield.pipeline.audit import AuditMiddleware
 from apishield.pipeline.bans import BanMiddleware
@@ -23,7 +26,7 @@ from apishield.pipeline.routing import RoutingMiddleware
 from apishield.pipeline.transport import TransportMiddleware
 from apishield.policy.models import Policy
 from apishield.ratelimit.guard import RateLimitGuard
-from apishield.types import ASGIApp
+from apishield.types import ASGIApp, Message, Receive, Scope, Send
 
 Wrap = Callable[[ASGIApp], ASGIApp]
 
@@ -34,6 +37,7 @@ def build_pipeline(
     *,
     authentication: Wrap | None = None,
     limits: RateLimitGuard | None = None,
+    own_csp_paths: frozenset[str] = frozenset(),
 ) -> ASGIApp:
     """Wrap ``app`` (the upstream proxy, or a Python ASGI app) in every stage of ``policy``.
 
@@ -45,7 +49,9 @@ def build_pipeline(
     type_base = PROBLEM_TYPE_BASE
     router = Router(policy)
     guard = limits if limits is not None else RateLimitGuard.from_policy(policy)
-    inner: ASGIApp = ResponseMiddleware(app, policy=policy)  # 13 (12 is `app`)
+    inner: ASGIApp = ResponseMiddleware(  # 13 (12 is `app`)
+        app, policy=policy, own_csp_paths=own_csp_paths
+    )
     inner = build_inspection_stage(inner, policy.inspection, policy)  # 11
     inner = AccessMiddleware(inner)  # 9
     inner = RateLimitMiddleware(inner, guard=guard, phase="principal")  # 8
@@ -78,7 +84,13 @@ def build_pipeline(
     )
 
 
-def policy_authentication(policy: Policy) -> Wrap:
+def policy_authentication(
+    policy: Policy,
+    *,
+    builtin: JWTVerifier | None = None,
+    is_revoked: RevocationCheck | None = None,
+    client_auth_paths: frozenset[str] = frozenset(),
+) -> Wrap:
     """Stage 7 as the policy's ``identity`` section asks.
 
     Built even without an ``identity`` section: it still strips client-sent identity headers
@@ -89,14 +101,25 @@ def policy_authentication(policy: Policy) -> Wrap:
     from apishield.pipeline.authentication import build_authentication_stage
 
     def wrap(inner: ASGIApp) -> ASGIApp:
-        bearer = build_bearer_verifier(policy.identity)
-        return build_authentication_stage(inner, policy, bearer=bearer)
+        bearer = build_bearer_verifier(
+            policy.identity,
+            builtin=builtin,
+            is_revoked=is_revoked,
+        )
+        return build_authentication_stage(
+            inner, policy, bearer=bearer, client_auth_paths=client_auth_paths
+        )
 
     return wrap
 
 
 def build_gateway(policy: Policy) -> ASGIApp:
-    """The standalone gateway: the pipeline in front of the policy's upstream."""
+    """The standalone gateway: the pipeline in front of the policy's upstream.
+
+    With ``identity.issuers: [{builtin: true}]`` the built-in authorization server answers
+    its own paths (``/oauth2/*``, metadata) behind the same stages, and tokens it issues are
+    verified against its keys and revocations.
+    """
     if policy.upstream is None:
         raise ConfigError("the policy has no 'upstream': the gateway has nothing to protect")
     from apishield.proxy import UpstreamApp  # the proxy is not needed in in-process mode
@@ -109,4 +132,79 @@ def build_gateway(policy: Policy) -> ASGIApp:
         request_id_header=policy.request_id.header,
         protected_fields=protected,
     )
-    return build_pipeline(policy, upstream, authentication=policy_authentication(policy))
+    builtin = next(
+        (
+            i
+            for i in (policy.identity.issuers if policy.identity else [])
+            if isinstance(i, BuiltinIssuer)
+        ),
+        None,
+    )
+    if builtin is None:
+        return build_pipeline(policy, upstream, authentication=policy_authentication(policy))
+
+    from apishield.authserver import (
+        CLIENT_AUTHENTICATED_PATHS,
+        AuthorizationServer,
+        ServerConfig,
+        builtin_revocations,
+        builtin_verifier,
+        default_issuer,
+        mount_authserver,
+        with_authserver,
+    )
+    from apishield.authserver.config import AUTHORIZE_PATH, LOGIN_PATH
+    from apishield.identity.secretkey import load_secret_keys
+    from apishield.store.engine import Store
+
+    policy = with_authserver(policy)  # its routes, and inspection kept off its secret fields
+    issuer = builtin.issuer or default_issuer(policy.listen.address)
+    store = Store.from_policy(policy)
+    revocations = builtin_revocations(store)
+    guard = RateLimitGuard.from_policy(policy)
+    server = AuthorizationServer(
+        store,
+        load_secret_keys(policy.state),
+        ServerConfig.from_settings(
+            builtin,
+            issuer,
+            development=policy.mode == "development",
+            introspectors=builtin.introspectors,
+        ),
+        limiter=guard.limiter,
+        revocations=revocations,
+    )
+    app = _closing(mount_authserver(upstream, server), [server.aclose, store.aclose])
+    audience = builtin.audience or issuer
+    authentication = policy_authentication(
+        policy,
+        builtin=builtin_verifier(store, builtin, issuer, audience),
+        is_revoked=revocations.is_revoked,
+        client_auth_paths=frozenset(CLIENT_AUTHENTICATED_PATHS),
+    )
+    return build_pipeline(
+        policy,
+        app,
+        authentication=authentication,
+        limits=guard,
+        own_csp_paths=frozenset({AUTHORIZE_PATH, LOGIN_PATH}),
+    )
+
+
+def _closing(app: ASGIApp, closers: list[Callable[[], Awaitable[None]]]) -> ASGIApp:
+    """``app``, with ``closers`` run once the lifespan has shut down."""
+
+    async def closing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                for close in closers:
+                    await close()
+            await send(message)
+
+        await app(scope, receive, closing_send)
+
+    return closing

@@ -29,8 +29,12 @@ _CORS_PREFIX = b"access-control-"
 class ResponseMiddleware:
     """Rewrites the response headers of the upstream (or wrapped app)."""
 
-    def __init__(self, app: ASGIApp, *, policy: Policy) -> None:
+    def __init__(
+        self, app: ASGIApp, *, policy: Policy, own_csp_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
+        # Pages the gateway serves itself (the login page) carry a policy made for them.
+        self.own_csp_paths = own_csp_paths
         settings = policy.response
         self.drop = frozenset(
             [*(h.lower().encode("latin-1") for h in settings.remove_headers), *_OURS]
@@ -65,6 +69,9 @@ class ResponseMiddleware:
         )
         drop = self.drop
         fixed = self.fixed
+        if scope.get("path") in self.own_csp_paths:
+            drop = drop - {b"content-security-policy"}
+            fixed = [h for h in fixed if h[0] != b"content-security-policy"]
 
         async def clean_send(message: Message) -> None:
             if message["type"] == "http.response.start":
