@@ -3,8 +3,11 @@ whole pipeline, and a protected route accepts it (and refuses it once revoked)."
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,24 @@ from apishield.policy import parse_policy
 from apishield.policy.load import resolve_paths
 from apishield.store.engine import Store
 from tests.proxy.upstreams import RawUpstream, echo
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Run the app's ASGI lifespan, as a server would: what it opens, it closes at the end."""
+    to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, to_app.get, from_app.put)
+    )
+    await to_app.put({"type": "lifespan.startup"})
+    assert (await from_app.get())["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await to_app.put({"type": "lifespan.shutdown"})
+        assert (await from_app.get())["type"] == "lifespan.shutdown.complete"
+        await task
 
 
 def policy_for(tmp_path: Path, upstream: str) -> Any:
@@ -61,7 +82,10 @@ async def test_builtin_token_and_api_key_through_the_gateway(tmp_path: Path) -> 
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     basic = base64.b64encode(f"reporting:{secret}".encode()).decode()
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="https://localhost:8443") as c:
+        async with (
+            lifespan(app),
+            httpx.AsyncClient(transport=transport, base_url="https://localhost:8443") as c,
+        ):
             issued = await c.post(
                 "/oauth2/token",
                 data={

@@ -38,7 +38,9 @@ async def storage(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[
     if request.param == "memory":
         store = MemoryStorage()
     else:
-        store = RedisStorage(SHARED_REDIS, key_prefix=prefix)
+        # A generous timeout: these tests are about exactness, not about a slow Redis, and CI
+        # machines are busy (the production default of 100 ms is tested on its own).
+        store = RedisStorage(SHARED_REDIS, key_prefix=prefix, timeout=2.0)
     yield store
     await store.aclose()
 

@@ -72,7 +72,7 @@ async def test_ttl_is_bounded(ttl: float) -> None:
 
 
 async def test_a_ban_reaches_every_gateway_sharing_the_store(prefix: str) -> None:
-    storage = RedisStorage(SHARED_REDIS, key_prefix=prefix)
+    storage = RedisStorage(SHARED_REDIS, key_prefix=prefix, timeout=2.0)
     here = BanList(storage, refresh=0.05)
     there = BanList(storage, refresh=0.05)
     await here.ready()
@@ -98,7 +98,7 @@ async def test_a_ban_reaches_every_gateway_sharing_the_store(prefix: str) -> Non
 
 
 async def test_malformed_entries_are_skipped(prefix: str) -> None:
-    storage = RedisStorage(SHARED_REDIS, key_prefix=prefix)
+    storage = RedisStorage(SHARED_REDIS, key_prefix=prefix, timeout=2.0)
     client = aioredis.Redis.from_url(SHARED_REDIS)
     try:
         await client.hset(f"{prefix}{{bans}}", "ip:192.0.2.1", b"not json")

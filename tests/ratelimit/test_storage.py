@@ -108,7 +108,7 @@ async def test_bans_are_stored_versioned_and_purged(storage: Storage) -> None:
 
 
 async def test_redis_keys_expire_and_share_a_hash_tag(prefix: str) -> None:
-    storage = RedisStorage("redis://127.0.0.1:6379/0", key_prefix=prefix)
+    storage = RedisStorage("redis://127.0.0.1:6379/0", key_prefix=prefix, timeout=2.0)
     client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
     try:
         checks = [
