@@ -13,7 +13,10 @@
         ├── MethodNotAllowedError   405  route known, method not (carries ``Allow``)
         ├── GoneError               410  retired API version
         ├── PayloadTooLargeError    413  body over the route's limit
+        ├── RequestTimeoutError     408  the client sent its request too slowly
         ├── UnsupportedMediaTypeError 415
+        ├── TooManyRequestsError    429  a rate limit, quota or concurrency cap
+        ├── StoreUnavailableError   503  the store did not answer (fail closed)
         └── UpstreamError           502/504 the upstream failed; never says how
 
 Every ``HTTPError`` is rendered as RFC 9457 problem+json by the errors stage. ``detail`` is what
@@ -126,6 +129,39 @@ class UnsupportedMediaTypeError(HTTPError):
     status = 415
     code = "unsupported_media_type"
     title = "Unsupported Media Type"
+
+
+class RequestTimeoutError(HTTPError):
+    """408 (RFC 9110 §15.5.9): the client did not send its request in time.
+
+    Raised with ``Connection: close``: the rest of the request may never come.
+    """
+
+    status = 408
+    code = "request_timeout"
+    title = "Request Timeout"
+
+
+class TooManyRequestsError(HTTPError):
+    """429 (RFC 6585 §4): a limit, a quota or a concurrency cap was reached."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too Many Requests"
+
+
+class StoreUnavailableError(HTTPError):
+    """503: the store could not be reached or failed mid-query. The client sees only the code."""
+
+    status = 503
+    code = "store_unavailable"
+    title = "Service Unavailable"
+
+    def __init__(self, hint: str | None = None) -> None:
+        super().__init__(
+            hint=hint or "the gateway's store did not answer; the request was refused",
+            headers={"Retry-After": "5"},
+        )
 
 
 class UpstreamError(HTTPError):

@@ -21,13 +21,13 @@ from typing import Annotated, Any
 
 import typer
 
-from apishield.errors import ConfigError, PolicyError
+from apishield.errors import ConfigError, PolicyError, StoreUnavailableError
 from apishield.identity.apikeys import ApiKeyManager
 from apishield.identity.settings import ApiKeySettings
 from apishield.policy.load import load_policy
 from apishield.policy.models import Policy
 from apishield.store.engine import Store
-from apishield.store.errors import StoreError, StoreUnavailableError
+from apishield.store.errors import StoreError
 from apishield.store.records import AUTH_METHODS
 from apishield.store.urls import redact_url, store_url
 

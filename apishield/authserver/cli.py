@@ -20,13 +20,13 @@ import typer
 
 from apishield.authserver.config import DEFAULT_LEEWAY, DEFAULT_PUBLISH_LEAD
 from apishield.authserver.signing import apply_due_changes, rotate_signing_keys
-from apishield.errors import ConfigError, PolicyError
+from apishield.errors import ConfigError, PolicyError, StoreUnavailableError
 from apishield.identity.secretkey import SecretKeys, load_secret_keys
 from apishield.identity.settings import BuiltinIssuer
 from apishield.policy.load import load_policy
 from apishield.policy.models import Policy
 from apishield.store.engine import Store
-from apishield.store.errors import StoreError, StoreUnavailableError
+from apishield.store.errors import StoreError
 from apishield.store.urls import redact_url, store_url
 
 signing_keys_app = typer.Typer(

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from apishield.errors import HTTPError
+from apishield.errors import HTTPError, StoreUnavailableError
 from apishield.identity.principal import Principal
 from apishield.identity.verifier import ApiKeyVerifier
-from apishield.store.errors import InvalidRecordError, StoreUnavailableError
+from apishield.store.errors import InvalidRecordError
 from apishield.store.hashing import token_digest
 from apishield.store.records import ApiKeyRecord
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from apishield.errors import RequestTimeoutError
 from apishield.proxy.app import UpstreamApp
-from apishield.proxy.errors import ClientTooSlowError, RequestTimeoutError, UpstreamAbortedError
+from apishield.proxy.errors import ClientTooSlowError, UpstreamAbortedError
 from apishield.proxy.leaks import looks_like_stack_trace
 
 __all__ = [

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 
-from apishield.errors import HTTPError, UpstreamTimeoutError
+from apishield.errors import HTTPError, RequestTimeoutError, UpstreamTimeoutError
 from apishield.proxy.connection import TIMEOUT
-from apishield.proxy.errors import ClientTooSlowError, RequestTimeoutError, UpstreamAbortedError
+from apishield.proxy.errors import ClientTooSlowError, UpstreamAbortedError
 
 
 class Exchange:

@@ -28,18 +28,6 @@ class UpstreamAbortedError(UpstreamError):
     code = "upstream_aborted"
 
 
-class RequestTimeoutError(HTTPError):
-    """The client did not send its request body in time (RFC 9110 §15.5.9): it went silent
-    for ``upstream.timeouts.read`` between two pieces, or past ``upstream.timeouts.total``.
-
-    Carries ``Connection: close``, as §15.5.9 asks: the rest of the body may never come.
-    """
-
-    status = 408
-    code = "request_timeout"
-    title = "Request Timeout"
-
-
 class ClientTooSlowError(HTTPError):
     """The client did not take the response within ``upstream.timeouts.total``.
 

@@ -8,9 +8,10 @@ and ``apishield.pipeline.bans``.
 
 from __future__ import annotations
 
+from apishield.errors import TooManyRequestsError
 from apishield.ratelimit.bans import BanList, parse_subject
 from apishield.ratelimit.guard import RateLimitGuard, limit_settings
-from apishield.ratelimit.limiter import Limiter, TooManyRequestsError, Verdict
+from apishield.ratelimit.limiter import Limiter, Verdict
 from apishield.ratelimit.memory import MemoryStorage
 from apishield.ratelimit.metrics import LimiterMetrics
 from apishield.ratelimit.rates import Rate, parse_rate

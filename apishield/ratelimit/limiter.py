@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from apishield.errors import HTTPError
+from apishield.errors import TooManyRequestsError
 from apishield.ratelimit.metrics import LimiterMetrics
 from apishield.ratelimit.rates import Rate
 from apishield.ratelimit.settings import LimitRule, LimitSettings
@@ -43,14 +43,6 @@ _CODE_ORDER = ("quota_exceeded", "rate_limited", "concurrency_limited")
 _PART_ORDER = ("principal", "ip", "route")  # the partition: the narrowest subject
 _TAGS = {"principal": "p", "ip": "ip", "route": "r"}
 MAX_HASHES = 100_000  # subject digests kept between requests
-
-
-class TooManyRequestsError(HTTPError):
-    """429 (RFC 6585 §4): a limit, a quota or a concurrency cap was reached."""
-
-    status = 429
-    code = "rate_limited"
-    title = "Too Many Requests"
 
 
 def quota_exceeded(retry_after: int) -> TooManyRequestsError:

@@ -33,7 +33,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from apishield.errors import HTTPError
+from apishield.errors import RequestTimeoutError
 from apishield.pipeline.problem import render_problem
 from apishield.ratelimit.settings import SlowClientSettings
 
@@ -45,14 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("apishield.server")
-
-
-class RequestTimeoutError(HTTPError):
-    """408: the client did not send its request in time."""
-
-    status = 408
-    code = "request_timeout"
-    title = "Request Timeout"
 
 
 def _timeout_response() -> bytes:

@@ -7,13 +7,13 @@ database becomes ``StoreUnavailableError`` (503), so the gateway fails closed.
 
 from __future__ import annotations
 
+from apishield.errors import StoreUnavailableError
 from apishield.store.engine import Store, utcnow
 from apishield.store.errors import (
     ConflictError,
     InvalidRecordError,
     NotFoundInStoreError,
     StoreError,
-    StoreUnavailableError,
 )
 from apishield.store.grants import CodeRedemption, Rotation, purge_expired
 from apishield.store.migrate import current_revision, migrate

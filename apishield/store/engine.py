@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from apishield.errors import StoreUnavailableError
 from apishield.store.apikeys import ApiKeyRepository
 from apishield.store.clients import ClientRepository
-from apishield.store.errors import StoreUnavailableError
 from apishield.store.grants import (
     AccessTokenRepository,
     AuthorizationCodeRepository,

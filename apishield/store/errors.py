@@ -16,21 +16,7 @@ cannot tell a revoked key from a valid one without it (DESIGN "State": fail clos
 
 from __future__ import annotations
 
-from apishield.errors import ApiShieldError, HTTPError
-
-
-class StoreUnavailableError(HTTPError):
-    """The store could not be reached or failed mid-query. The client sees only the code."""
-
-    status = 503
-    code = "store_unavailable"
-    title = "Service Unavailable"
-
-    def __init__(self, hint: str | None = None) -> None:
-        super().__init__(
-            hint=hint or "the gateway's store did not answer; the request was refused",
-            headers={"Retry-After": "5"},
-        )
+from apishield.errors import ApiShieldError
 
 
 class StoreError(ApiShieldError):

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateSchema
 
-from apishield.store.errors import StoreUnavailableError
+from apishield.errors import StoreUnavailableError
 from apishield.store.urls import StoreLocation, parse_store_url
 
 logger = logging.getLogger("apishield.store")
