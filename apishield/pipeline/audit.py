@@ -10,14 +10,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 from apishield.errors import HTTPError
+from apishield.identity.verifier import fingerprint
 from apishield.pipeline.context import get_context
 from apishield.types import ASGIApp, Message, Receive, Scope, Send
 
 audit_logger = logging.getLogger("apishield.audit")
 MAX_PATH = 256
+
+
+# A segment this long that mixes letters and digits is a key, a token or a reset code far more
+# often than a name: clients do paste credentials into URLs (AUTH 38 forbids them in logs).
+_SECRET_LIKE = re.compile(r"^(?=[^/]*[A-Za-z])(?=[^/]*\d)[A-Za-z0-9._~+=-]{24,}$")
+
+
+def redact_path(path: str) -> str:
+    """``path`` with credential-like segments replaced by their fingerprint."""
+    if len(path) < 24:
+        return path
+    return "/".join(
+        f"[redacted:{fingerprint(segment)}]" if _SECRET_LIKE.match(segment) else segment
+        for segment in path.split("/")
+    )
 
 
 class AuditMiddleware:
@@ -72,7 +89,7 @@ class AuditMiddleware:
             "client": ctx.client_ip,
         }
         if route is None:
-            event["path"] = str(scope.get("path", ""))[:MAX_PATH]
+            event["path"] = redact_path(str(scope.get("path", ""))[:MAX_PATH])
         if route is not None and route.version is not None:
             event["version"] = route.version.label
         if code:

@@ -51,3 +51,31 @@ async def test_no_secret_in_any_log_line(
         assert secret not in text
     unknown = [json.loads(r.getMessage()) for r in ours if "/unknown" in r.getMessage()]
     assert unknown[0]["path"] == "/unknown/path"
+
+
+@pytest.mark.parametrize(
+    ("path", "kept"),
+    [
+        pytest.param("/reset/ask_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0", "/reset/", id="api-key"),
+        pytest.param("/x/eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln", "/x/", id="jwt"),
+        pytest.param(
+            "/orders/customer-records-archive",
+            "/orders/customer-records-archive",
+            id="long-word-kept",
+        ),
+        pytest.param("/v9/items/12345", "/v9/items/12345", id="short-ids-kept"),
+    ],
+)
+async def test_credential_like_path_segments_are_redacted(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture, path: str, kept: str
+) -> None:
+    client = make_client()
+    with caplog.at_level(logging.INFO, logger="apishield.audit"):
+        await client.get(path)
+    event = json.loads(caplog.records[-1].getMessage())
+    assert event["path"].startswith(kept)
+    secret = path.rsplit("/", 1)[1]
+    if kept != path:
+        assert secret not in event["path"] and "[redacted:" in event["path"]
+    else:
+        assert event["path"] == path
