@@ -230,3 +230,27 @@ class ClientAuthenticator:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 0 < len(jti) <= 256:
             raise invalid_client("assertion_jti")
+
+
+async def authenticated_token_request(
+    request: Request,
+    clients: ClientAuthenticator,
+    *,
+    endpoint: str,
+    allow_public: bool = True,
+) -> tuple[ClientRecord, str, str | None]:
+    """The calling client, ``token`` and ``token_type_hint`` of a revocation (RFC 7009 §2.1)
+    or introspection (RFC 7662 §2.1) request; the token's fingerprint goes to the request log.
+    """
+    from apishield.authserver.errors import invalid_request, oauth_form
+    from apishield.identity.verifier import fingerprint
+
+    params = oauth_form(request)
+    presented = parse_client_credentials(request, params)
+    request.log["client"] = presented.client_id
+    client = await clients.authenticate(presented, endpoint=endpoint, allow_public=allow_public)
+    token = params.get("token")
+    if token is None:
+        raise invalid_request("token_missing", "token is required")
+    request.log["credential"] = fingerprint(token)
+    return client, token, params.get("token_type_hint")

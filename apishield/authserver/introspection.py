@@ -12,14 +12,12 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from apishield.authserver.clientauth import ClientAuthenticator, parse_client_credentials
+from apishield.authserver.clientauth import ClientAuthenticator, authenticated_token_request
 from apishield.authserver.config import INTROSPECT_PATH, ServerConfig
-from apishield.authserver.errors import invalid_request, oauth_form
 from apishield.authserver.http import Request, Response, json_response
 from apishield.authserver.tokens import digest
 from apishield.authserver.verification import read_own_access_token
 from apishield.identity.jwks import KeyProvider
-from apishield.identity.verifier import fingerprint
 
 if TYPE_CHECKING:
     from apishield.store.engine import Store
@@ -47,18 +45,11 @@ class IntrospectionEndpoint:
         self.pepper = pepper
 
     async def handle(self, request: Request) -> Response:
-        params = oauth_form(request)
-        presented = parse_client_credentials(request, params)
-        request.log["client"] = presented.client_id
-        client = await self.clients.authenticate(
-            presented, endpoint=self.config.url(INTROSPECT_PATH), allow_public=False
+        client, token, hint = await authenticated_token_request(
+            request, self.clients, endpoint=self.config.url(INTROSPECT_PATH), allow_public=False
         )
-        token = params.get("token")
-        if token is None:
-            raise invalid_request("token_missing", "token is required")
-        request.log["credential"] = fingerprint(token)
         may_see_all = client.id in self.config.introspectors
-        if params.get("token_type_hint") == "refresh_token":
+        if hint == "refresh_token":
             document = await self._refresh(token) or await self._access(token)
         else:
             document = await self._access(token) or await self._refresh(token)

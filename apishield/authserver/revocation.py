@@ -15,9 +15,9 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from apishield.authserver.clientauth import ClientAuthenticator, parse_client_credentials
+from apishield.authserver.clientauth import ClientAuthenticator, authenticated_token_request
 from apishield.authserver.config import REVOKE_PATH, ServerConfig
-from apishield.authserver.errors import invalid_request, oauth_form, unauthorized_client
+from apishield.authserver.errors import unauthorized_client
 from apishield.authserver.http import NO_STORE, Request, Response
 from apishield.authserver.tokens import digest
 from apishield.authserver.verification import read_own_access_token
@@ -52,15 +52,9 @@ class RevocationEndpoint:
         self.revocations = revocations
 
     async def handle(self, request: Request) -> Response:
-        params = oauth_form(request)
-        presented = parse_client_credentials(request, params)
-        request.log["client"] = presented.client_id
-        client = await self.clients.authenticate(presented, endpoint=self.config.url(REVOKE_PATH))
-        token = params.get("token")
-        if token is None:
-            raise invalid_request("token_missing", "token is required")
-        request.log["credential"] = fingerprint(token)
-        hint = params.get("token_type_hint")
+        client, token, hint = await authenticated_token_request(
+            request, self.clients, endpoint=self.config.url(REVOKE_PATH)
+        )
         kinds = ("access", "refresh") if hint == "access_token" else ("refresh", "access")
         for kind in kinds:
             if kind == "refresh" and await self._revoke_refresh(client.id, token, request):
