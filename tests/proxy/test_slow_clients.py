@@ -288,11 +288,10 @@ async def test_clients_not_reading_do_not_starve_the_pool(serve: Serve, make_app
         with closing(socks):
             await wait_for(lambda: len(server.requests) == 2)
             await asyncio.sleep(0.2)
-            started = time.monotonic()
             async with httpx.AsyncClient() as client:
                 response = await client.get(f"{url}/legit")
+            # Starved, it would have waited out the 1 s acquire timeout and got a 503.
             assert (response.status_code, response.content) == (200, b"ok")
-            assert time.monotonic() - started < 1.0  # never waited for a connection
 
 
 async def test_clients_not_reading_large_answers_are_cut_at_the_total_timeout(
