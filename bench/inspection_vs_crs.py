@@ -193,7 +193,6 @@ def serve_apishield(port: int) -> None:
     import uvicorn
 
     from apishield import protect
-    from apishield.pipeline.inspection import build_inspection_stage
 
     async def ok(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -206,7 +205,9 @@ def serve_apishield(port: int) -> None:
         await send({"type": "http.response.body", "body": body})
 
     policy, inspection = load_policy()
-    app = protect(build_inspection_stage(ok, inspection, policy), policy)
+    # The pipeline builds stage 11 itself from the policy's inspection section; wrapping the app
+    # in a second stage with other settings would refuse what the policy's exclusions allow.
+    app = protect(ok, policy.model_copy(update={"inspection": inspection}))
     uvicorn.run(
         app,
         host=LOOPBACK,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["score_cmdi"]
+__all__ = ["COMMAND_WORDS", "INTERPRETERS", "PHP_FUNCTIONS", "score_cmdi"]
 
 _SEPARATOR = re.compile(r"\|\||&&|[;&|\n\r]|\$\(|`")
 # Commands an attacker runs to prove or use the injection. Unix names are matched as typed
@@ -43,23 +43,37 @@ _WINDOWS = frozenset(
     | {"wmic", "mshta", "rundll32", "regsvr32", "whoami", "nslookup", "ping", "tracert", "copy"}
     | {"del", "start", "set", "findstr", "schtasks", "sc", "query", "route", "arp"}
 )
+#: Every command name the segments after a separator are matched against.
+COMMAND_WORDS = _RECON | _ACTION | _WINDOWS
 _WORD = re.compile(r"[\"'\s({]*([^\s\"'<>(){}]+)")
 _STRONG_ARG = re.compile(
     r"(?:^|\s)(?:-{1,2}\w|/[\w.]|[A-Za-z]:\\|~/|\\\\)|https?://|[<>]|\$\{?IFS|(?<!\d)\d{1,3}\.\d{1,3}\.\d|^\s*\d"
 )
 _SHELL_PATH = re.compile(r"/(?:usr/)?s?bin/(?:ba|z|k|c|tc|da)?sh\b|\bcmd(?:\.exe)?\s+/c\b", re.I)
+#: Interpreters that run code given on their command line (``bash -c``, ``nc -e``).
+INTERPRETERS = frozenset(
+    {"nc", "ncat", "netcat", "bash", "sh", "perl", "python", "python2", "python3", "php"}
+    | {"ruby", "powershell", "pwsh", "socat"}
+)
 _INTERPRETER = re.compile(
-    r"^\s*(?:nc|ncat|netcat|bash|sh|perl|python[23]?|php|ruby|powershell|pwsh|socat)"
+    r"^\s*(?:" + "|".join(sorted(INTERPRETERS, key=lambda w: (-len(w), w))) + ")"
     r"(?:\.exe)?\s+(?:-\w+\s+)*-(?:e|c|i|r|enc|encodedcommand|command)\b",
     re.I,
 )
 _SHELLSHOCK = re.compile(r"\(\s*\)\s*\{[^}]{0,64}\}\s*;")
+#: PHP functions that run commands or code, when called with a string or a variable.
+PHP_FUNCTIONS = frozenset(
+    {"system", "exec", "passthru", "shell_exec", "popen", "proc_open", "pcntl_exec", "assert"}
+    | {"eval", "phpinfo"}
+)
 _PHP = re.compile(
     r"<\?(?:php|=)|\{\$\{|\$\{@|\$_(?:get|post|request|cookie|server|files|env)\b"
-    r"|\b(?:system|exec|passthru|shell_exec|popen|proc_open|pcntl_exec|assert|eval|phpinfo)"
+    r"|\b(?:" + "|".join(sorted(PHP_FUNCTIONS, key=lambda w: (-len(w), w))) + ")"
     r"\s*\(\s*(?:['\"$`)]|\$_)"
 )
-_PHP_HINTS = ("<?", "${", "{$", "$_", "system", "exec", "passthru", "popen", "assert", "eval")
+# Cheap substrings one of which _PHP needs; derived from PHP_FUNCTIONS so that a function added
+# there is searched for (phpinfo was once left out here, and "';phpinfo();//" passed).
+_PHP_HINTS = ("<?", "${", "{$", "$_", *sorted(PHP_FUNCTIONS))
 _IFS = re.compile(r"\$\{?IFS\b")
 # Server-side includes run commands where pages are parsed for them (CWE-97).
 _SSI = re.compile(r"<!--\s*#\s*(?:exec|include|echo|config|printenv|fsize|flastmod)\b", re.I)

@@ -106,7 +106,7 @@ def decode_utf8(data: bytes) -> str:
 
 def percent_decode(data: bytes) -> bytes:
     """``%XX`` → byte; a ``%`` not followed by two hex digits stays as it is (RFC 3986 §2.1)."""
-    if b"%" not in data:
+    if data.find(b"%") < 0:  # "in" would first try b"%" as an integer and raise inside
         return data
     parts = data.split(b"%")
     out = bytearray(parts[0])

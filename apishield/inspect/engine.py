@@ -5,11 +5,12 @@ headers, the parsed JSON body, a form body) and returns :class:`Finding` objects
 I/O and knows nothing of ASGI. The pipeline stage (``apishield.pipeline.inspection``) turns a
 finding into a refusal or a report.
 
-Cost is kept near zero for ordinary values: a value made only of letters, digits, spaces and
-``_.,:@/+-`` cannot carry most injections, so it gets one extra search for the few that it can
-(``../``, ``UNION SELECT``, ``javascript:``...) and nothing else. Other values are decoded once
-(:func:`~apishield.inspect.decode.canonical`) and each detector first checks for the characters
-it needs before it tokenizes anything.
+Cost is kept near zero for ordinary values: a value of letters and digits only is skipped;
+any other value is decoded once (:func:`~apishield.inspect.decode.canonical`) and reduced to its
+special characters and words, from which a screen per detector
+(:mod:`apishield.inspect.screen`) decides whether that detector can score it at all. A
+User-Agent holds ``(;)`` but no command name after the ``;``, no quote and no SQL keyword, so
+no detector runs on it.
 
 Scores run from 0 to 100. The paranoia level sets the score that counts as a finding: 70 at
 level 1 (strong evidence only), 50 at level 2, 30 at level 3. (The same idea as OWASP CRS's
@@ -28,10 +29,11 @@ from dataclasses import dataclass, field
 from apishield.inspect.cmdi import score_cmdi
 from apishield.inspect.decode import canonical, decode_utf8, percent_decode
 from apishield.inspect.nosqli import score_nosqli, score_nosqli_key
+from apishield.inspect.screen import candidates
 from apishield.inspect.settings import DETECTORS, DetectorName, InspectionSettings
 from apishield.inspect.sqli import score_sqli
 from apishield.inspect.ssti import score_ssti
-from apishield.inspect.traversal import SENSITIVE_HINT, score_traversal
+from apishield.inspect.traversal import score_traversal
 from apishield.inspect.xss import score_xss
 
 __all__ = [
@@ -70,16 +72,8 @@ SKIPPED_HEADERS = frozenset(
     }
 )
 
-_PLAIN = re.compile(r"[A-Za-z0-9_.,:@/+ \-]*")
-# What a plain value can still carry: traversal and sensitive paths, a scheme, SQL without
-# punctuation in a numeric context ("1 UNION SELECT 1,2", "1 OR TRUE", "1 ORDER BY 3").
-# SQL without punctuation in a numeric context ("1 UNION SELECT 1,2", "1 OR TRUE", "1 ORDER BY
-# 3"), searched on the lowered value.
-_PLAIN_SQL = re.compile(
-    r"\bunion\b|\b(?:order|group) +by\b|\bwaitfor\b"
-    r"|\b(?:or|and|xor) +(?:not +)?(?:true|false|null|\d)"
-)
-_ENCODED = re.compile(r"[%&+\x00\\]")
+_ENCODED = re.compile(r"[%&\x00\\]")
+_WORDLIKE = re.compile(r"\w*", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +116,7 @@ class RequestParts:
 
 
 def _decode_bytes(data: bytes, *, plus: bool) -> str:
-    if plus and b"+" in data:
+    if plus and data.find(b"+") >= 0:
         data = data.replace(b"+", b" ")
     return decode_utf8(percent_decode(data))
 
@@ -156,21 +150,47 @@ def parse_cookies(header: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _plain_word(value: str) -> bool:
+    """One word of ``[A-Za-z0-9_]`` (or nothing): no detector can score it (test_screen.py)."""
+    return value.isascii() and (value.isalnum() or _WORDLIKE.fullmatch(value) is not None)
+
+
 def _walk_json(document: object) -> Iterator[tuple[str, str, bool]]:
-    """(path, string, is_key) for every key and string in a JSON document, iteratively."""
+    """(path, string, is_key) for the keys and strings of a JSON document, iteratively.
+
+    Keys and strings that are one plain word are left out here, before their path is built:
+    they are most of a typical body and no detector can score them.
+    """
     stack: list[tuple[object, str]] = [(document, "body")]
     while stack:
         node, path = stack.pop()
-        if isinstance(node, str):
-            yield path, node, False
-        elif isinstance(node, dict):
+        if isinstance(node, dict):
             for key, child in node.items():
+                key = str(key)
+                if isinstance(child, str):
+                    if _plain_word(key) and _plain_word(child):
+                        continue
+                elif not isinstance(child, (dict, list)):
+                    if not _plain_word(key):
+                        yield f"{path}.{key}", key, True
+                    continue
                 child_path = f"{path}.{key}"
-                yield child_path, str(key), True
-                stack.append((child, child_path))
+                if not _plain_word(key):
+                    yield child_path, key, True
+                if isinstance(child, str):
+                    if not _plain_word(child):
+                        yield child_path, child, False
+                else:
+                    stack.append((child, child_path))
         elif isinstance(node, list):
             for index, child in enumerate(node):
-                stack.append((child, f"{path}.{index}"))
+                if isinstance(child, str):
+                    if not _plain_word(child):
+                        yield f"{path}.{index}", child, False
+                elif isinstance(child, (dict, list)):
+                    stack.append((child, f"{path}.{index}"))
+        elif isinstance(node, str) and not _plain_word(node):
+            yield path, node, False
 
 
 class _FieldRule:
@@ -239,6 +259,7 @@ class Inspector:
         self.detectors: tuple[tuple[DetectorName, _Detector], ...] = tuple(
             (name, _RUNNERS[name]) for name in enabled
         )
+        self.enabled = frozenset(enabled)
         self.nosqli_on = "nosqli" in enabled
         # Header and cookie values repeat across requests (the same client sends the same
         # User-Agent, Accept, Referer, session cookie): their scores are kept, keyed by the
@@ -267,31 +288,36 @@ class Inspector:
         self, raw: str, *, plus: bool = False, skip: frozenset[DetectorName] = frozenset()
     ) -> list[tuple[DetectorName, int]]:
         """Every detector's score for one value that reaches the threshold, best first."""
-        if _PLAIN.fullmatch(raw):
-            # A plain value can only carry traversal or sensitive paths, a scheme, or SQL made
-            # of words; each has a cheap tell, and most values have none of them.
-            low = raw.lower()
-            if not (
-                ".." in raw
-                or "--" in raw
-                or ((":" in raw or "/" in raw or "." in raw) and SENSITIVE_HINT.search(low))
-                or ("script:" in low or "://" in raw)
-                or (" " in raw and _PLAIN_SQL.search(low))
-            ):
-                return []
-            value, nul = (raw.replace("+", " ") if plus else raw), False
-        elif not raw.isascii() or _ENCODED.search(raw):
-            value, nul = canonical(raw, plus=plus)
+        if raw.isascii():
+            if raw.isalnum() or _WORDLIKE.fullmatch(raw):
+                return []  # one word of [A-Za-z0-9_]: no detector can score it
+            if _ENCODED.search(raw) or (plus and "+" in raw):
+                value, nul = canonical(raw, plus=plus)
+            else:
+                value, nul = raw, False
         else:
-            value, nul = raw, False
+            value, nul = canonical(raw, plus=plus)
         found: list[tuple[DetectorName, int]] = []
         threshold = self.threshold
-        for name, run in self.detectors:
-            if name in skip:
-                continue
-            score = run(value, nul)
-            if score >= threshold:
-                found.append((name, score))
+        if value.isascii():
+            # The screens skip the detectors that cannot score this value; a removed NUL byte is
+            # evidence for the traversal detector whatever the rest of the value holds.
+            names = candidates(value)
+            if nul and "traversal" not in names:
+                names.append("traversal")
+            if not names:
+                return found
+            for name in names:
+                if name in self.enabled and name not in skip:
+                    score = _RUNNERS[name](value, nul)
+                    if score >= threshold:
+                        found.append((name, score))
+        else:
+            for name, run in self.detectors:
+                if name not in skip:
+                    score = run(value, nul)
+                    if score >= threshold:
+                        found.append((name, score))
         found.sort(key=lambda item: -item[1])
         return found
 
@@ -312,6 +338,8 @@ class Inspector:
         rules = self._rules_for(route)
         findings: list[Finding] = []
         for location, field_name, value, plus, is_key in self._values(parts):
+            if _plain_word(value):
+                continue
             skip: frozenset[DetectorName] = frozenset()
             if rules:
                 skip = frozenset(

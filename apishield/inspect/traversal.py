@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SENSITIVE_HINT", "score_traversal"]
+__all__ = ["score_traversal"]
 
 _DOTDOT = re.compile(r"(?:^|(?<=[/\\]))\.{2,}(?=[/\\]|$)")
 _SENSITIVE = re.compile(
@@ -30,13 +30,6 @@ _SENSITIVE = re.compile(
     r"|\.ssh[/\\]|\.aws[/\\]|\.git[/\\]|\.env(?:$|[/\\])|id_rsa|var[/\\](?:log|www|lib|mail)[/\\]"
     r"|inetpub[/\\]|global\.asa|localstart\.asp|conf[/\\]server\.xml|usr[/\\]local[/\\]"
     r"|bin[/\\](?:sh|bash|id)\b)",
-)
-#: Words of the patterns above that a value made only of letters, digits and ``/.-_:`` can hold;
-#: the engine uses it to decide whether such a plain value needs this detector at all.
-SENSITIVE_HINT = re.compile(
-    r"etc[/\\]|proc[/\\]|var[/\\]|bin[/\\]|win\.ini|system32|boot\.ini|\.ht(?:access|passwd)"
-    r"|web\.config|web-inf|meta-inf|\.ssh|\.aws|\.git[/\\]|\.env|id_rsa|inetpub|global\.asa"
-    r"|localstart|server\.xml|usr[/\\]local|winnt",
 )
 _ABSOLUTE = re.compile(r"^\s*(?:[/\\~]|[a-z]:[/\\]|file:)", re.I)
 _WRAPPER = re.compile(r"\b(php|phar|zip|expect|jar|netdoc|gopher|dict|glob|file|data)://", re.I)

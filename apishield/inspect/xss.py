@@ -81,5 +81,6 @@ def score_xss(value: str) -> int:
         if _JS_BREAKOUT.search(value) and _SINK_CALL.search(value):
             best = max(best, 85)
     if best < 50 and ("expression" in low or "binding" in low or "behavior" in low):
-        best = max(best, 60)
+        if _CSS.search(value):
+            best = max(best, 60)
     return best

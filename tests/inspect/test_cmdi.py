@@ -25,6 +25,9 @@ ATTACKS = [
     pytest.param('<!--#exec cmd="/bin/cat /etc/passwd"-->', id="server-side-include"),
     pytest.param("perl -e 'exec \"/bin/sh\"'", id="interpreter-e"),
     pytest.param("a;id\\n", id="literal-escape-after-command"),
+    pytest.param("|| phpinfo()", id="or-phpinfo"),
+    pytest.param(";phpinfo()", id="semicolon-phpinfo"),
+    pytest.param("';phpinfo();//", id="quote-phpinfo-comment"),
 ]
 BENIGN = [
     pytest.param("Tom & Jerry", id="ampersand-names"),

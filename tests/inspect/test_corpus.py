@@ -83,7 +83,10 @@ def test_false_positive_rate(outcome: dict[str, Counter[tuple[str, str]]]) -> No
     assert rate(outcome, "benign") <= FALSE_POSITIVE_TARGET
 
 
-def test_no_category_is_left_behind(outcome: dict[str, Counter[tuple[str, str]]]) -> None:
-    for (label, category), n in outcome["total"].items():
-        if label == "attack":
-            assert outcome["flagged"][(label, category)] / n >= 0.9, category
+def test_every_category_meets_the_target(outcome: dict[str, Counter[tuple[str, str]]]) -> None:
+    rates = {
+        category: outcome["flagged"][(label, category)] / n
+        for (label, category), n in outcome["total"].items()
+        if label == "attack"
+    }
+    assert {c: r for c, r in rates.items() if r < DETECTION_TARGET} == {}

@@ -42,6 +42,10 @@ ATTACKS = [
     pytest.param("\u2019 or \u20191\u2019=\u20191", id="smart-quotes-best-fit"),
     pytest.param("\\x27 UNION SELECT 1,2", id="backslash-hex-escape"),
     pytest.param("\uff07 or 1=1--", id="fullwidth-apostrophe"),
+    pytest.param("admin' or '", id="open-string-closed-by-the-application"),
+    pytest.param("' or '' '", id="empty-string-operand"),
+    pytest.param('"a"" or 1=1--"', id="doubled-quote-breakout"),
+    pytest.param('"hi"") or (""a""=""a"', id="doubled-quote-tautology"),
 ]
 
 BENIGN = [
@@ -73,6 +77,9 @@ BENIGN = [
     pytest.param('"Chromium";v="124", "Not-A.Brand";v="99"', id="sec-ch-ua"),
     pytest.param("john.o'reilly@example.com", id="email-apostrophe"),
     pytest.param("Union Square, San Francisco", id="place-name"),
+    pytest.param("'Yes' or 'No'", id="quoted-choices"),
+    pytest.param('He said ""hi"" or so', id="doubled-quotes-in-prose"),
+    pytest.param("O''Brien or O''Neil", id="doubled-apostrophes"),
 ]
 
 
