@@ -62,12 +62,14 @@ def check(
     """List the insecure settings of a policy; exit 1 when any is high."""
     from apishield.policy.audit import audit_policy
     from apishield.policy.load import field_name, line_of, load_policy_with_lines
+    from apishield.schema.loader import SpecError, load_openapi
 
     try:
         policy, lines = load_policy_with_lines(config)
-    except PolicyError as exc:
+        spec = load_openapi(policy.openapi.spec) if policy.openapi is not None else None
+    except (PolicyError, SpecError) as exc:
         raise _fail(str(exc)) from None
-    findings = audit_policy(policy)
+    findings = audit_policy(policy, spec=spec)
     rows: list[dict[str, str | int | None]] = [
         {
             "severity": f.severity,
@@ -93,6 +95,32 @@ def check(
         typer.echo(f"apishield explain CODE tells more. {len(rows)} finding(s).")
     if any(f.severity == "high" for f in findings):
         raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    openapi: Annotated[Path, typer.Option("--openapi", help="the OpenAPI 3.0 or 3.1 spec")],
+    upstream: Annotated[
+        str, typer.Option("--upstream", help="the API's URL, e.g. http://127.0.0.1:8000")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the policy file to write")] = Path(
+        "apishield.yaml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a starting policy from an OpenAPI spec: every operation a closed route."""
+    from apishield.schema.init import write_policy
+
+    try:
+        result = write_policy(openapi, upstream=upstream, output=output, force=force)
+    except ApiShieldError as exc:
+        raise _fail(str(exc)) from None
+    for note in result.notes:
+        typer.echo(f"apishield: {openapi}: {note}", err=True)
+    typer.echo(
+        f"wrote {output}: {result.routes} route(s) for {result.operations} operation(s), all "
+        "closed until you fill in `allow`; `apishield check` lists what is still open"
+    )
 
 
 @app.command()

@@ -15,6 +15,7 @@
         ├── PayloadTooLargeError    413  body over the route's limit
         ├── RequestTimeoutError     408  the client sent its request too slowly
         ├── UnsupportedMediaTypeError 415
+        ├── SchemaViolationError    400/422 the request does not match the OpenAPI description
         ├── TooManyRequestsError    429  a rate limit, quota or concurrency cap
         ├── StoreUnavailableError   503  the store did not answer (fail closed)
         └── UpstreamError           502/504 the upstream failed; never says how
@@ -129,6 +130,26 @@ class UnsupportedMediaTypeError(HTTPError):
     status = 415
     code = "unsupported_media_type"
     title = "Unsupported Media Type"
+
+
+class SchemaViolationError(HTTPError):
+    """400 or 422: the request does not match the API's OpenAPI description.
+
+    ``errors`` lists each failing field as ``{location, field, message}``; only
+    ``mode: development`` shows it, and its messages never quote the submitted value.
+    """
+
+    status = 400
+    code = "schema_violation"
+    title = "Bad Request"
+
+    def __init__(
+        self, errors: list[dict[str, str]], *, status: int = 400, hint: str | None = None
+    ) -> None:
+        super().__init__(
+            "the request does not match the API description", status=status, hint=hint
+        )
+        self.errors = errors
 
 
 class RequestTimeoutError(HTTPError):

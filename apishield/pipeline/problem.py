@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from apishield.errors import PROBLEM_TYPE_BASE, TITLES, HTTPError
+from apishield.errors import PROBLEM_TYPE_BASE, TITLES, HTTPError, SchemaViolationError
 from apishield.types import Headers, Send
 
 # Refusals are never cached, never sniffed, never framed: they carry the same baseline headers
@@ -43,6 +43,10 @@ def problem_body(
     if development:
         if error.hint:
             body["hint"] = error.hint
+        if isinstance(error, SchemaViolationError) and error.errors:
+            # Each failing field, named but never quoted: a field list maps the API for an
+            # attacker, so production sends only the code.
+            body["errors"] = error.errors
         body["guide"] = f"docs/refusals/{error.code}.md"
         body["explain"] = f"apishield explain {error.code}"
     return body

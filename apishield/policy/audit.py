@@ -8,16 +8,19 @@ same audit at start and logs each finding.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
 from apishield.policy.models import Policy, is_loopback_host, split_address
+from apishield.schema.spec import OpenAPISpec
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
 LARGE_BODY = 10 * 1024 * 1024
+_PARAM = re.compile(r"\{[^}]*\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +31,15 @@ class Finding:
     message: str
 
 
-def audit_policy(policy: Policy, *, today: datetime | None = None) -> list[Finding]:
-    """Every unsafe setting in ``policy``, most severe first."""
-    found: list[Finding] = []
+def audit_policy(
+    policy: Policy, *, today: datetime | None = None, spec: OpenAPISpec | None = None
+) -> list[Finding]:
+    """Every unsafe setting in ``policy``, most severe first.
+
+    With ``spec`` (the policy's loaded ``openapi`` spec), also what the routes and the spec
+    disagree on: see ``audit_spec``.
+    """
+    found: list[Finding] = [] if spec is None else audit_spec(policy, spec)
     add = found.append
     host, _ = split_address(policy.listen.address)
     public = not is_loopback_host(host)
@@ -153,6 +162,24 @@ def audit_policy(policy: Policy, *, today: datetime | None = None) -> list[Findi
                 "inspection only reports: injection attempts get through",
             )
         )
+    if policy.openapi is not None and policy.openapi.mode == "report":
+        add(
+            Finding(
+                "medium",
+                "stage_report_mode",
+                ("openapi", "mode"),
+                "request validation only reports: requests the spec does not allow get through",
+            )
+        )
+    if policy.limits.mode == "report":
+        add(
+            Finding(
+                "medium",
+                "stage_report_mode",
+                ("limits", "mode"),
+                "rate limits only report: floods and credential guessing are not slowed",
+            )
+        )
     if policy.content.body_limit > LARGE_BODY:
         add(
             Finding(
@@ -190,6 +217,30 @@ def audit_policy(policy: Policy, *, today: datetime | None = None) -> list[Findi
                     f"{route.path} lets anyone call {', '.join(route.methods)} without credentials",
                 )
             )
+        identity = policy.identity
+        if route.resource is not None and (
+            identity is None or (not identity.issuers and identity.introspection is None)
+        ):
+            add(
+                Finding(
+                    "medium",
+                    "resource_without_issuer",
+                    ("routes", i, "resource"),
+                    f"{route.path} wants tokens for {route.resource}, but no issuer or "
+                    "introspection endpoint is configured to accept bearer tokens",
+                )
+            )
+    introspection = policy.identity.introspection if policy.identity is not None else None
+    if introspection is not None and introspection.audience is None:
+        add(
+            Finding(
+                "medium",
+                "introspection_audience_unset",
+                ("identity", "introspection", "audience"),
+                "opaque tokens are accepted on routes without a 'resource' whatever API they "
+                "were issued for: set the audience they must name",
+            )
+        )
     now = (today or datetime.now(UTC)).date()
     for i, version in enumerate(policy.versions):
         dep = version.deprecated
@@ -207,9 +258,65 @@ def audit_policy(policy: Policy, *, today: datetime | None = None) -> list[Findi
     return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])
 
 
-def log_findings(policy: Policy, source: str = "policy") -> list[Finding]:
+def _shape(path: str) -> str:
+    return _PARAM.sub("{}", path)
+
+
+def audit_spec(policy: Policy, spec: OpenAPISpec) -> list[Finding]:
+    """Where the routes and the OpenAPI spec disagree (what ``apishield init`` left open).
+
+    An operation of the spec without a route is refused (404), which is safe but probably not
+    meant; a route method the spec does not describe is forwarded without schema validation.
+    A spec path matches a route with or without the path of the spec's servers in front, as
+    the validation stage matches them. A GET in the spec covers HEAD (RFC 9110 §9.3.2).
+    """
+    prefixes = [""]
+    for url in spec.servers:
+        prefix = urlsplit(url).path.rstrip("/")
+        if prefix and prefix not in prefixes:
+            prefixes.append(prefix)
+    in_spec: set[tuple[str, str]] = set()
+    for op in spec.operations:
+        for prefix in prefixes:
+            in_spec.add((_shape(prefix + op.path), op.method))
+            if op.method == "GET":
+                in_spec.add((_shape(prefix + op.path), "HEAD"))
+    routed: set[tuple[str, str]] = set()
+    found: list[Finding] = []
+    for i, route in enumerate(policy.routes):
+        shape = _shape(route.path)
+        for method in route.methods:
+            routed.add((shape, method))
+            if (shape, method) not in in_spec:
+                found.append(
+                    Finding(
+                        "medium",
+                        "route_not_in_spec",
+                        ("routes", i, "methods"),
+                        f"{method} {route.path} is not in the OpenAPI spec: its requests are "
+                        "forwarded without schema validation",
+                    )
+                )
+    for op in spec.operations:
+        if not any((_shape(prefix + op.path), op.method) in routed for prefix in prefixes):
+            name = f" ({op.operation_id})" if op.operation_id else ""
+            found.append(
+                Finding(
+                    "low",
+                    "operation_not_routed",
+                    ("routes",),
+                    f"{op.method} {op.path}{name} is in the OpenAPI spec but no route has it, "
+                    "so it is refused (404)",
+                )
+            )
+    return found
+
+
+def log_findings(
+    policy: Policy, source: str = "policy", *, spec: OpenAPISpec | None = None
+) -> list[Finding]:
     """Run the audit and log each finding (``serve`` does this at start)."""
-    findings = audit_policy(policy)
+    findings = audit_policy(policy, spec=spec)
     log = logging.getLogger("apishield.policy")
     for f in findings:
         level = logging.WARNING if f.severity != "low" else logging.INFO

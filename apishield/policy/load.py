@@ -248,7 +248,12 @@ def resolve_paths(policy: Policy, base: Path) -> Policy:
     if secret is not None and secret.startswith("file:") and not Path(secret[5:]).is_absolute():
         secret = f"file:{absolute(Path(secret[5:]))}"
     state = policy.state.model_copy(update={"dir": state_dir, "store": store, "secret_key": secret})
-    return policy.model_copy(update={"listen": listen, "state": state})
+    update: dict[str, object] = {"listen": listen, "state": state}
+    if policy.openapi is not None:
+        update["openapi"] = policy.openapi.model_copy(
+            update={"spec": absolute(policy.openapi.spec)}
+        )
+    return policy.model_copy(update=update)
 
 
 def coerce_policy(policy: Policy | Mapping[str, Any] | str | Path) -> Policy:

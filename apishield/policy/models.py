@@ -347,6 +347,21 @@ class Route(Model):
     owner: OwnerRule | list[OwnerRule] | None = Field(
         default=None, description="object-level rules; all must hold"
     )
+    resource: str | None = Field(
+        default=None,
+        description="resource identifier (RFC 8707) a bearer token's aud must contain; "
+        "default: the issuer's audience",
+    )
+
+    @field_validator("resource")
+    @classmethod
+    def _check_resource(cls, value: str | None) -> str | None:
+        # RFC 8707 §2: an absolute URI without a fragment, as the authorization server issues.
+        if value is not None:
+            parts = urlsplit(value)
+            if not parts.scheme or not parts.netloc or parts.fragment or "#" in value:
+                raise ValueError(f"{value!r} must be an absolute URI without a fragment")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -465,6 +480,32 @@ class RequestIdSettings(Model):
         return value
 
 
+def _openapi_shorthand(value: object) -> object:
+    # `openapi: ./openapi.yaml` is the short form of `openapi: {spec: ./openapi.yaml}`.
+    if isinstance(value, str | Path):
+        return {"spec": value}
+    if value is not None and not isinstance(value, dict | OpenAPISettings):
+        raise ValueError("write the spec's path (openapi: ./openapi.yaml) or a mapping with 'spec'")
+    return value
+
+
+class OpenAPISettings(Model):
+    """Stage 10: requests validated against the API's OpenAPI description."""
+
+    spec: Path = Field(description="the OpenAPI 3.0 or 3.1 file, relative to the policy file")
+    mode: StageMode = "enforce"
+    max_string_length: int = Field(
+        default=4096,
+        ge=1,
+        le=100 * 1024 * 1024,
+        description="maxLength given to every string schema that has none",
+    )
+    unknown_query: Literal["refuse", "allow"] = Field(
+        default="refuse",
+        description="query parameters the operation does not declare: refuse (400) or allow",
+    )
+
+
 class Policy(Model):
     """A whole policy file."""
 
@@ -483,6 +524,10 @@ class Policy(Model):
     limits: LimitSettings = LimitSettings()
     versions: list[Version] = []
     routes: list[Route] = []
+    openapi: Annotated[
+        OpenAPISettings | None,
+        BeforeValidator(_openapi_shorthand, json_schema_input_type=str | OpenAPISettings | None),
+    ] = None
 
 
 def cross_check(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:
