@@ -13,7 +13,10 @@ Dispatch (after the 8 KiB limit of AUTH 8 and a look in the token cache):
   ``token_invalid``.
 
 Verified JWTs are cached until ``exp`` (``TokenCache``; introspection keeps its own cache,
-bounded by its ``cache_ttl`` as well). The revocation hook runs on every token, cached or not.
+bounded by its ``cache_ttl`` as well). The cache is keyed by token alone, so what it holds is
+what does not depend on the request: the audience (AUTH 6) is checked on every use, against
+the resource identifier of the route being called (or the issuer's audience), and so is the
+revocation hook.
 """
 
 from __future__ import annotations
@@ -55,15 +58,22 @@ class BearerDispatcher(BearerVerifier):
         self.cache = cache if cache is not None else TokenCache(0)
         self._client = client
 
-    async def verify_bearer(self, token: str) -> Principal:
+    async def verify_bearer(self, token: str, *, resource: str | None = None) -> Principal:
         check_token_size(token)
         principal = self.cache.get(token)
         if principal is None:
-            principal = await self._verify(token)
+            principal = await self._verify(token, resource)
+        if principal.kind == "jwt":
+            verifier = self.issuers.get(principal.issuer)
+            if verifier is None:  # only JWTs of a configured issuer are ever cached
+                raise invalid_token("the token's issuer is not accepted", code="token_invalid")
+            # A token verified for one route may be presented to another: the audience is a
+            # property of the request, so it is checked on cache hits too (AUTH 6).
+            verifier.check_audience(principal.claims, resource)
         await self.cache.check_revoked(token, principal)
         return principal
 
-    async def _verify(self, token: str) -> Principal:
+    async def _verify(self, token: str, resource: str | None) -> Principal:
         parsed = parse_jws(token)
         if parsed is not None:
             issuer = parsed.claims.get("iss")
@@ -72,11 +82,11 @@ class BearerDispatcher(BearerVerifier):
                 raise invalid_token(
                     "the token's issuer is not one the gateway accepts", code="token_issuer_unknown"
                 )
-            principal = await verifier.verify_parsed(parsed)
+            principal = await verifier.verify_parsed_any_audience(parsed)
             self.cache.put(token, principal)
             return principal
         if self.introspection is not None:
-            return await self.introspection.verify_bearer(token)
+            return await self.introspection.verify_bearer(token, resource=resource)
         raise invalid_token(
             "the token is not a JWT and no introspection endpoint is configured",
             code="token_invalid",

@@ -28,7 +28,12 @@ import httpx
 
 from apishield.errors import ConfigError, HTTPError
 from apishield.identity.jwks import FetchError, fetch_json
-from apishield.identity.jwt import build_principal, check_access_token, invalid_token
+from apishield.identity.jwt import (
+    build_principal,
+    check_access_token,
+    check_audience,
+    invalid_token,
+)
 from apishield.identity.principal import Principal
 from apishield.identity.settings import IntrospectionSettings
 from apishield.identity.tokencache import TokenCache
@@ -116,6 +121,18 @@ def principal_from_introspection(answer: object, *, default_issuer: str, now: fl
     )
 
 
+def _check_resource(
+    principal: Principal, resource: str | None, audiences: tuple[str, ...]
+) -> None:
+    # AUTH 6 for opaque tokens: a route with a resource identifier needs the answer's `aud`
+    # (RFC 7662 §2.2) to name it, other routes one of the configured audiences; an answer
+    # without `aud` is refused there (fail closed).
+    if resource is not None:
+        check_audience(principal.claims, (resource,), what="the route's resource identifier")
+    elif audiences:
+        check_audience(principal.claims, audiences, what="the configured audience")
+
+
 class IntrospectionVerifier(BearerVerifier):
     """Verifies opaque tokens at an RFC 7662 endpoint, with a bounded cache of answers.
 
@@ -134,6 +151,10 @@ class IntrospectionVerifier(BearerVerifier):
         fetch_timeout: float = 5.0,
     ) -> None:
         self.endpoint = settings.endpoint
+        audience = settings.audience
+        self.audiences: tuple[str, ...] = (
+            (audience,) if isinstance(audience, str) else tuple(audience or ())
+        )
         self.cache_ttl = settings.cache_ttl
         self.fetch_timeout = fetch_timeout
         secret = resolve_secret(settings.client_secret, environ=environ)
@@ -147,9 +168,10 @@ class IntrospectionVerifier(BearerVerifier):
         self.cache = TokenCache(cache_size, clock=clock)
         self.requests = 0  # introspection calls made, for metrics and tests
 
-    async def verify_bearer(self, token: str) -> Principal:
+    async def verify_bearer(self, token: str, *, resource: str | None = None) -> Principal:
         cached = self.cache.get(token)
         if cached is not None:
+            _check_resource(cached, resource, self.audiences)
             return cached
         self.requests += 1
         try:
@@ -173,6 +195,7 @@ class IntrospectionVerifier(BearerVerifier):
             )
             raise introspection_unavailable() from exc
         self.cache.put(token, principal, until=now + self.cache_ttl)
+        _check_resource(principal, resource, self.audiences)
         return principal
 
     async def aclose(self) -> None:

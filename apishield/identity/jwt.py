@@ -12,10 +12,14 @@ read, to refuse early and to pick the key; the header never supplies a key (``jk
    AUTH 2); no ``crit`` (no extension is understood, AUTH 4); ``typ`` policy (AUTH 7);
 4. key: by ``kid``, fitting ``alg`` (AUTH 3, see ``jwks``);
 5. signature, by joserfc with the algorithm list passed explicitly;
-6. claims, by joserfc's claims registry with ``iss`` (exact), ``aud``, ``exp``, ``iat`` and
-   ``sub`` essential; ``nbf``/``iat`` in the future refused beyond ``leeway``; then
-   ``exp − iat`` ≤ ``max_lifetime`` (AUTH 5, 6);
-7. not an ID token or refresh token (AUTH 35): see ``check_access_token``.
+6. claims, by joserfc's claims registry with ``iss`` (exact), ``aud`` (a non-blank string or
+   array of strings), ``exp``, ``iat`` and ``sub`` essential; ``nbf``/``iat`` in the future
+   refused beyond ``leeway``; then ``exp − iat`` ≤ ``max_lifetime`` (AUTH 5);
+7. not an ID token or refresh token (AUTH 35): see ``check_access_token``;
+8. audience (AUTH 6, RFC 8725 §3.9): ``aud`` must name the route's resource identifier when
+   the route sets one (RFC 8707), else one of the issuer's configured audiences. This check
+   depends on the request, not on the token alone, so it is separate (``check_audience``):
+   a verified token can be cached once and still be checked against each route it calls.
 
 Every refusal is ``UnauthorizedError`` with ``WWW-Authenticate: Bearer error="invalid_token"``
 (RFC 6750 §3.1, AUTH 11) and a code; no library message and no token text reaches it.
@@ -30,7 +34,7 @@ import json
 import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -157,6 +161,22 @@ def check_header(header: dict[str, Any], *, algorithms: frozenset[str], typ: Typ
         raise invalid_token("the token's typ is not an access token type", code="token_invalid")
 
 
+def check_audience(claims: dict[str, Any], accepted: Collection[str], *, what: str) -> None:
+    """AUTH 6: ``aud`` (a string or an array, RFC 7519 §4.1.3) must contain one of
+    ``accepted``; ``what`` names them for the development hint. A missing or malformed ``aud``
+    is refused too (fail closed: a token for "anyone" is not a token for this API)."""
+    aud = claims.get("aud")
+    # Runs on every request, cache hit or not: no generator, no list built for a string.
+    if isinstance(aud, str):
+        if aud in accepted:
+            return
+    elif isinstance(aud, list):
+        for name in aud:
+            if isinstance(name, str) and name in accepted:
+                return
+    raise invalid_token(f"the token's aud does not contain {what}", code="token_audience_mismatch")
+
+
 def check_access_token(claims: dict[str, Any], *, typ: TypPolicy) -> None:
     """AUTH 35: refuse ID tokens and refresh tokens presented as access tokens.
 
@@ -246,7 +266,9 @@ class JWTVerifier(BearerVerifier):
     """Verifies access tokens of one issuer (AUTH 1–8, 10, 11, 35).
 
     ``keys`` supplies the issuer's public keys: a ``JWKSCache`` for an external issuer, the
-    store's keys for the built-in one. ``clock`` is unix seconds, injectable for tests.
+    store's keys for the built-in one. ``audience`` is the issuer's default resource
+    identifier(s): what ``aud`` must contain on routes that set no ``resource`` of their own
+    (AUTH 6). ``clock`` is unix seconds, injectable for tests.
     """
 
     def __init__(
@@ -270,7 +292,12 @@ class JWTVerifier(BearerVerifier):
         audiences = [audience] if isinstance(audience, str) else list(audience)
         if not audiences:
             raise ConfigError(f"issuer {issuer}: give at least one audience")
+        if not all(isinstance(a, str) and a.strip() for a in audiences):
+            # A blank audience (an empty environment variable, say) would accept tokens
+            # whose `aud` is [""]: tokens meant for no API in particular (AUTH 6).
+            raise ConfigError(f"issuer {issuer}: an audience cannot be blank")
         self.issuer = issuer
+        self.audiences = frozenset(audiences)
         self.keys = keys
         self.algorithms = frozenset(algorithms)
         self.typ: TypPolicy = typ
@@ -286,7 +313,9 @@ class JWTVerifier(BearerVerifier):
             now=lambda: int(self._clock()),
             leeway=int(leeway),
             iss={"essential": True, "value": issuer},
-            aud={"essential": True, "values": audiences},
+            # Present, and a string or an array of strings; which value it must contain
+            # depends on the route, so `check_audience` decides per request (AUTH 6).
+            aud={"essential": True},
             exp={"essential": True},
             iat={"essential": True},  # RFC 9068 §2.2; without it the lifetime is unknown
             sub={"essential": True},
@@ -314,15 +343,27 @@ class JWTVerifier(BearerVerifier):
             clock=clock,
         )
 
-    async def verify_bearer(self, token: str) -> Principal:
+    async def verify_bearer(self, token: str, *, resource: str | None = None) -> Principal:
         check_token_size(token)
         parsed = parse_jws(token)
         if parsed is None:
             raise invalid_token("the token is not a JWS compact token", code="token_invalid")
-        return await self.verify_parsed(parsed)
+        principal = await self.verify_parsed_any_audience(parsed)
+        self.check_audience(principal.claims, resource)
+        return principal
 
-    async def verify_parsed(self, parsed: CompactJWS) -> Principal:
-        """The steps after splitting; ``parsed`` comes from ``parse_jws`` of a sized token."""
+    def check_audience(self, claims: dict[str, Any], resource: str | None) -> None:
+        """AUTH 6: ``aud`` contains ``resource`` (the route's resource identifier), or, for a
+        route without one, one of this issuer's configured audiences."""
+        if resource is not None:
+            check_audience(claims, (resource,), what="the route's resource identifier")
+        else:
+            check_audience(claims, self.audiences, what="the issuer's configured audience")
+
+    async def verify_parsed_any_audience(self, parsed: CompactJWS) -> Principal:
+        """Every check after splitting but the audience's, which the caller must make with
+        ``check_audience`` for the route at hand, on each use (AUTH 6). ``parsed`` comes
+        from ``parse_jws`` of a sized token."""
         header = parsed.header
         check_header(header, algorithms=self.algorithms, typ=self.typ)
         alg: str = header["alg"]

@@ -130,6 +130,19 @@ class IntrospectionSettings(Model):
     client_secret: str = Field(description="env:NAME or file:PATH, never inline")
     cache_ttl: Duration = 60.0
     fetch_timeout: Duration = 5.0
+    audience: str | list[str] | None = Field(
+        default=None,
+        description="aud an active token must contain on routes without a 'resource' "
+        "(AUTH 6); unset, the endpoint's word that a token is active is taken for any API",
+    )
+
+    @field_validator("audience")
+    @classmethod
+    def _check_audience(cls, value: str | list[str] | None) -> str | list[str] | None:
+        names = [value] if isinstance(value, str) else value or []
+        if value is not None and (not names or any(not n.strip() for n in names)):
+            raise ValueError("give one or more non-blank audiences, or leave 'audience' out")
+        return value
 
     @field_validator("endpoint")
     @classmethod

@@ -7,8 +7,10 @@ shorter limit the caller gives, such as an introspection ``cache_ttl``), and evi
 recently used first beyond ``max_size``.
 
 Trust assumption: what is stored was verified by a ``BearerVerifier``; a hit returns the same
-``Principal`` without checking the token again. Revocation must therefore be asked on every
-use, hit or not: ``is_revoked(jti)`` (sync or async, provided by the store) runs each time
+``Principal`` without checking the token again. What is stored must therefore not depend on
+the request: the audience a route asks for (AUTH 6) is checked by the caller on every use,
+against the principal's claims. Revocation, likewise, must be asked on every use, hit or
+not: ``is_revoked(jti)`` (sync or async, provided by the store) runs each time
 ``check_revoked`` is called, and a revoked token is dropped from the cache (AUTH 26's jti
 denylist wins over the cache).
 """

@@ -30,7 +30,11 @@ class BearerVerifier(ABC):
     """Verifies an ``Authorization: Bearer`` token (RFC 6750)."""
 
     @abstractmethod
-    async def verify_bearer(self, token: str) -> Principal: ...
+    async def verify_bearer(self, token: str, *, resource: str | None = None) -> Principal:
+        """The token's principal, for a request to a route whose resource identifier
+        (RFC 8707) is ``resource``: the token's audience must contain it (AUTH 6, RFC 8725
+        §3.9). ``None``: the route sets none, and the verifier's own default audience applies
+        (for JWTs, the issuer's configured ``audience``)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release fetchers and caches."""

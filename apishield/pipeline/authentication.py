@@ -7,6 +7,8 @@
   ``Authorization: Bearer`` only (RFC 6750 §2.1). Both at once, two of either, another scheme
   or a malformed header → 401 ``error="invalid_request"``; a token over 8 KiB is refused before
   any decoding (AUTH 8). A failed verification → 401 ``error="invalid_token"`` (AUTH 11).
+- A bearer token's ``aud`` must contain the matched route's ``resource`` identifier when
+  the route sets one, else the issuer's audience (AUTH 6); API keys have no audience.
 - No credential leaves ``ctx.principal`` as None: the access stage lets public routes through
   and answers 401 elsewhere.
 - Client-sent ``X-Authenticated-*`` headers are always removed, and after a success the
@@ -253,7 +255,12 @@ class AuthenticationMiddleware:
             principal: Principal | None = None
             if found.bearer is not None and self.bearer is not None:
                 credential = found.bearer
-                principal = await self.bearer.verify_bearer(found.bearer)
+                # Routing (stage 5) ran first: the matched route names the resource the
+                # token's audience must contain (AUTH 6).
+                match = ctx.route
+                principal = await self.bearer.verify_bearer(
+                    found.bearer, resource=match.route.resource if match is not None else None
+                )
             elif found.api_key is not None and self.api_keys is not None:
                 credential = found.api_key
                 principal = await self.api_keys.verify_api_key(

@@ -169,3 +169,38 @@ def test_put_deadline() -> None:
     assert len(cache) == 1
     with pytest.raises(ValueError):
         TokenCache(-1)
+
+
+ORDERS = "https://api.example.com/orders"
+BILLING = "https://api.example.com/billing"
+
+
+async def test_cached_token_is_checked_against_each_routes_resource() -> None:
+    """AUTH-6-cache-hit-other-route: the cache is keyed by token, not by route; a token
+    verified on one route is refused on a route with another resource, with no key work."""
+    dispatcher, keys, _ = rig()
+    value = token(aud=ORDERS)
+    assert (await dispatcher.verify_bearer(value, resource=ORDERS)).subject == "user-42"
+    assert await code_of_route(dispatcher, value, BILLING) == "token_audience_mismatch"
+    assert await code_of_route(dispatcher, value, None) == "token_audience_mismatch"
+    assert await code_of_route(dispatcher, value, ORDERS) == "user-42"
+    assert keys.calls == 1  # one verification; the refusals came from cache hits
+    assert (dispatcher.cache.hits, dispatcher.cache.misses) == (3, 1)
+    assert len(dispatcher.cache) == 1  # a refusal for one route does not evict the token
+
+
+async def test_first_use_on_the_wrong_route_still_caches_the_verification() -> None:
+    """AUTH-6-cache-miss-wrong-route: refused for its route, yet verified once for the next."""
+    dispatcher, keys, _ = rig()
+    value = token(aud=[ORDERS, "orders-api"])
+    assert await code_of_route(dispatcher, value, BILLING) == "token_audience_mismatch"
+    assert await code_of_route(dispatcher, value, None) == "user-42"
+    assert await code_of_route(dispatcher, value, ORDERS) == "user-42"
+    assert keys.calls == 1
+
+
+async def code_of_route(dispatcher: BearerDispatcher, value: str, resource: str | None) -> str:
+    try:
+        return (await dispatcher.verify_bearer(value, resource=resource)).subject
+    except HTTPError as exc:
+        return exc.code

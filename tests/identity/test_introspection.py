@@ -255,3 +255,84 @@ def test_missing_secret_refused_at_start_up(client: httpx.AsyncClient) -> None:
 def test_basic_credentials_encoding() -> None:
     value = basic_credentials("id:1", "a b")
     assert base64.b64decode(value.removeprefix("Basic ")).decode() == "id%3A1:a+b"
+
+
+ORDERS = "https://api.example.com/orders"
+BILLING = "https://api.example.com/billing"
+
+
+@pytest.mark.parametrize(
+    ("aud", "outcomes"),
+    [
+        pytest.param(
+            ORDERS, ["user-7", "token_audience_mismatch", "user-7"], id="AUTH-6-opaque-string"
+        ),
+        pytest.param([BILLING, ORDERS], ["user-7", "user-7", "user-7"], id="AUTH-6-opaque-array"),
+        pytest.param(
+            None,
+            ["token_audience_mismatch", "token_audience_mismatch", "user-7"],
+            id="AUTH-6-opaque-no-aud-fails-closed-on-resource-routes",
+        ),
+    ],
+)
+async def test_introspection_route_resource(
+    idp: IdP, client: httpx.AsyncClient, aud: Any, outcomes: list[str]
+) -> None:
+    """AUTH-6 for opaque tokens: on a route with a resource the answer's `aud` must name it;
+    a route without one asks nothing of `aud`. One introspection serves all three calls."""
+    idp.serve_json("/introspect", active(aud=aud))
+    verifier = make(idp, client)
+    seen = []
+    for resource in (ORDERS, BILLING, None):
+        try:
+            seen.append((await verifier.verify_bearer(TOKEN, resource=resource)).subject)
+        except HTTPError as exc:
+            assert exc.headers == {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            seen.append(exc.code)
+    assert seen == outcomes
+    assert verifier.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("aud", "outcomes"),
+    [
+        pytest.param(ORDERS, ["user-7", "token_audience_mismatch"], id="AUTH-6-opaque-configured"),
+        pytest.param(
+            "https://other.example.com",
+            ["token_audience_mismatch", "token_audience_mismatch"],
+            id="AUTH-6-opaque-another-api",
+        ),
+        pytest.param(
+            None,
+            ["token_audience_mismatch", "token_audience_mismatch"],
+            id="AUTH-6-opaque-no-aud-with-configured-audience",
+        ),
+    ],
+)
+async def test_introspection_configured_audience(
+    idp: IdP, client: httpx.AsyncClient, aud: Any, outcomes: list[str]
+) -> None:
+    """AUTH-6 for opaque tokens with `audience` set: routes without a resource need the answer's
+    `aud` to name the configured audience, so a token another API was issued is refused."""
+    idp.serve_json("/introspect", active(aud=aud))
+    verifier = make(idp, client, audience=[ORDERS])
+    seen = []
+    for resource in (None, BILLING):
+        try:
+            seen.append((await verifier.verify_bearer(TOKEN, resource=resource)).subject)
+        except HTTPError as exc:
+            seen.append(exc.code)
+    assert seen == outcomes
+
+
+@pytest.mark.parametrize("audience", ["", " ", []], ids=["empty", "blank", "empty-list"])
+def test_blank_introspection_audience_refused(audience: Any) -> None:
+    with pytest.raises(ValueError, match="non-blank audiences"):
+        IntrospectionSettings.model_validate(
+            {
+                "endpoint": "https://idp.example.com/introspect",
+                "client_id": "gateway",
+                "client_secret": "env:S",
+                "audience": audience,
+            }
+        )

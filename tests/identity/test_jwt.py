@@ -229,16 +229,26 @@ REFUSED = [
         id="AUTH-5-lifetime-over-configured-max",
     ),
     pytest.param(
-        lambda: sign(EC, good(aud="billing-api")), {}, "token_invalid", id="AUTH-6-wrong-aud"
+        lambda: sign(EC, good(aud="billing-api")),
+        {},
+        "token_audience_mismatch",
+        id="AUTH-6-wrong-aud",
     ),
     pytest.param(
         lambda: sign(EC, good(aud=["billing-api", "account"])),
         {},
-        "token_invalid",
+        "token_audience_mismatch",
         id="AUTH-6-aud-array-without-ours",
     ),
     pytest.param(lambda: sign(EC, good(aud=None)), {}, "token_invalid", id="AUTH-6-no-aud"),
     pytest.param(lambda: sign(EC, good(aud=[])), {}, "token_invalid", id="AUTH-6-empty-aud"),
+    pytest.param(lambda: sign(EC, good(aud=7)), {}, "token_invalid", id="AUTH-6-aud-not-a-string"),
+    pytest.param(
+        lambda: sign(EC, good(aud=["orders-api", 7])),
+        {},
+        "token_invalid",
+        id="AUTH-6-aud-array-with-a-number",
+    ),
     pytest.param(
         lambda: sign(EC, good(), typ="JWT"),
         {},
@@ -544,3 +554,49 @@ def test_parse_jws_reads_without_verifying() -> None:
     assert parsed.claims["iss"] == ISSUER
     assert parse_jws("opaque") is None
     assert parse_jws(token + ".x") is None
+
+
+ORDERS = "https://api.example.com/orders"
+BILLING = "https://api.example.com/billing"
+
+# (aud claim, the route's resource identifier or None, accepted?). A route's `resource`
+# replaces the issuer's audience: it must be in `aud`, and the issuer's audience alone does not do.
+ROUTE_AUDIENCE = [
+    pytest.param(ORDERS, ORDERS, True, id="AUTH-6-route-audience-string"),
+    pytest.param([BILLING, ORDERS], ORDERS, True, id="AUTH-6-route-audience-in-array"),
+    pytest.param(BILLING, ORDERS, False, id="AUTH-6-route-audience-other-resource"),
+    pytest.param([BILLING, "orders-api"], ORDERS, False, id="AUTH-6-route-audience-array-without"),
+    pytest.param("orders-api", ORDERS, False, id="AUTH-6-route-audience-issuer-default-not-enough"),
+    pytest.param(ORDERS + "/", ORDERS, False, id="AUTH-6-route-audience-exact-match"),
+    pytest.param(ORDERS, None, False, id="AUTH-6-route-without-resource-needs-issuer-audience"),
+    pytest.param([ORDERS, "orders-api"], None, True, id="AUTH-6-route-without-resource-default"),
+]
+
+
+@pytest.mark.parametrize(("aud", "resource", "accepted"), ROUTE_AUDIENCE)
+async def test_jwt_route_audience(aud: Any, resource: str | None, accepted: bool) -> None:
+    verifier = make_verifier()
+    token = sign(EC, good(aud=aud))
+    if accepted:
+        assert (await verifier.verify_bearer(token, resource=resource)).subject == "user-42"
+        return
+    with pytest.raises(UnauthorizedError) as caught:
+        await verifier.verify_bearer(token, resource=resource)
+    error = caught.value
+    assert (error.status, error.code) == (401, "token_audience_mismatch")
+    assert error.headers == CHALLENGE
+    assert error.detail is None  # AUTH 11: which audience was expected is not told
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [
+        pytest.param("", id="AUTH-6-blank-audience"),
+        pytest.param([""], id="AUTH-6-blank-audience-in-list"),
+        pytest.param(["orders-api", " "], id="AUTH-6-space-audience-in-list"),
+    ],
+)
+def test_jwt_config_refuses_a_blank_audience(audience: Any) -> None:
+    # With a blank audience configured, a token with `aud: [""]` would be accepted.
+    with pytest.raises(ConfigError, match="audience cannot be blank"):
+        make_verifier(audience=audience)

@@ -61,6 +61,12 @@ POLICY: dict[str, Any] = {
         {"path": "/items/{item_id}", "methods": ["GET"], "allow": "public"},
         {"path": "/invoices", "methods": ["GET"], "allow": {"scopes": ["invoices:read"]}},
         {"path": "/anyone", "methods": ["GET"], "allow": {}},
+        {
+            "path": "/orders",
+            "methods": ["GET"],
+            "allow": {"scopes": ["invoices:read"]},
+            "resource": "https://api.example.com/orders",
+        },
     ],
 }
 USER = Principal(
@@ -79,9 +85,11 @@ class StubBearer(BearerVerifier):
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.resources: list[str | None] = []
 
-    async def verify_bearer(self, token: str) -> Principal:
+    async def verify_bearer(self, token: str, *, resource: str | None = None) -> Principal:
         self.calls.append(token)
+        self.resources.append(resource)
         if token == "good-token":
             return USER
         if token == "odd-subject":
@@ -359,6 +367,17 @@ async def test_bearer_token(stub_client: httpx.AsyncClient) -> None:
     assert headers["x-authenticated-client"] == "web-app"
     assert headers["x-authenticated-scopes"] == "invoices:read profile"
     assert headers["x-authenticated-roles"] == "admin"
+
+
+async def test_bearer_verified_for_the_matched_routes_resource(
+    stub_client: httpx.AsyncClient, bearer: StubBearer
+) -> None:
+    """AUTH-6-route-resource-reaches-verifier: routing ran first, so the verifier is asked
+    for the matched route's resource identifier (None: the issuer's audience applies)."""
+    auth = {"Authorization": "Bearer good-token"}
+    assert (await stub_client.get("/orders", headers=auth)).status_code == 200
+    assert (await stub_client.get("/invoices", headers=auth)).status_code == 200
+    assert bearer.resources == ["https://api.example.com/orders", None]
 
 
 async def test_invalid_token(stub_client: httpx.AsyncClient) -> None:
