@@ -9,8 +9,9 @@ import pytest
 
 from apishield.demo.run import demo_policy
 from apishield.errors import PolicyError
+from apishield.identity.settings import BuiltinIssuer
 from apishield.policy.load import load_policy
-from apishield.policy.models import Policy
+from apishield.policy.models import AllowRule, OwnerRule, Policy
 from apishield.types import ASGIApp
 
 PACKAGED = resources.files("apishield.demo").joinpath("policy.yaml")
@@ -39,9 +40,49 @@ def packaged_policy() -> Policy:
         return load_policy(path)
 
 
+SCOPES = {
+    ("GET", "/v2/customers"): ["customers:read"],
+    ("GET", "/v2/customers/{customer_id}"): ["customers:read"],
+    ("GET", "/v2/orders"): ["orders:read"],
+    ("POST", "/v2/orders"): ["orders:write"],
+    ("GET", "/v2/orders/{order_id}"): ["orders:read"],
+    ("DELETE", "/v2/orders/{order_id}"): ["orders:write"],
+    ("GET", "/v2/debug/crash"): ["orders:read"],
+    ("GET", "/v1/customers"): ["customers:read"],
+    ("GET", "/v1/customers/{customer_id}"): ["customers:read"],
+}
+
+
 def test_packaged_policy_loads_with_every_route(packaged_policy: Policy) -> None:
     assert route_pairs(packaged_policy) == EXPECTED_ROUTES
-    assert all(route.allow == "public" for route in packaged_policy.routes)
+
+
+def test_only_health_is_public_and_every_other_route_names_its_scopes(
+    packaged_policy: Policy,
+) -> None:
+    public = [r.path for r in packaged_policy.routes if r.allow == "public"]
+    assert public == ["/health"]
+    for route in packaged_policy.routes:
+        if route.path == "/health":
+            continue
+        assert isinstance(route.allow, AllowRule), route.path
+        for method in route.methods:
+            assert route.allow.scopes == SCOPES[(method, route.path)]
+    owned = {r.path: r.owner for r in packaged_policy.routes if r.owner is not None}
+    assert owned == {
+        "/v2/customers/{customer_id}": OwnerRule(param="customer_id", claim="sub"),
+        "/v1/customers/{customer_id}": OwnerRule(param="customer_id", claim="sub"),
+    }
+
+
+def test_identity_takes_api_keys_and_the_builtin_issuer(packaged_policy: Policy) -> None:
+    identity = packaged_policy.identity
+    assert identity is not None and identity.api_keys is not None
+    assert (identity.api_keys.header, identity.api_keys.prefix) == ("X-API-Key", "ask_test")
+    (issuer,) = identity.issuers
+    assert isinstance(issuer, BuiltinIssuer)
+    # a fixed audience: the clients registered on a first start still fit on another port
+    assert issuer.issuer is None and issuer.audience == "https://demo-api.test"
 
 
 def test_packaged_policy_settings(packaged_policy: Policy) -> None:
