@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from apishield.pipeline.build import build_pipeline, policy_authentication
+from apishield.pipeline.build import build_protected
 from apishield.policy.load import coerce_policy
 from apishield.policy.models import Policy
 from apishield.types import ASGIApp
@@ -18,6 +18,11 @@ def protect(app: ASGIApp, policy: Policy | Mapping[str, Any] | str | Path) -> AS
     ``policy`` is a ``Policy``, a mapping in the policy file's shape, or the path of a policy
     file. The policy's ``upstream`` is ignored: ``app`` is the upstream. Raises ``PolicyError``
     with the located problem when the policy is invalid.
+
+    With ``identity.issuers: [{builtin: true}]`` the built-in authorization server answers
+    ``/oauth2/*`` and its RFC 8414 metadata in front of ``app``, exactly as in the gateway.
+    ``app``'s own lifespan events still reach it; the store and the server are closed when
+    the lifespan shuts down (or when the event loop ends, under a host without lifespan).
     """
     loaded = coerce_policy(policy)
-    return build_pipeline(loaded, app, authentication=policy_authentication(loaded))
+    return build_protected(loaded, app)

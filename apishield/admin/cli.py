@@ -51,12 +51,12 @@ def _app(name: str, help_text: str) -> typer.Typer:
 clients_app = _app("clients", "OAuth 2.0 clients of the built-in authorization server.")
 apikeys_app = _app("apikeys", "API keys: create, list, roll, revoke.")
 users_app = _app("users", "Users who sign in to the built-in authorization server.")
-store_app = _app("store", "The store: schema migrations.")
+store_app = _app("store", "The store: schema migrations, purging expired grants.")
 
 
 @store_app.callback()
 def _store_group() -> None:
-    """The store: schema migrations."""
+    """The store: schema migrations, purging expired grants."""
     # A callback keeps a one-command app a group: `apishield store migrate`, not `store`.
 
 
@@ -315,7 +315,7 @@ def apikeys_revoke(
     key_id: Annotated[str, typer.Argument(help="the key's id")],
     config: ConfigOption = Path("apishield.yaml"),
 ) -> None:
-    """Revoke a key (running gateways notice within 10 seconds)."""
+    """Revoke a key (running gateways notice within 5 seconds)."""
 
     async def action(policy: Policy, store: Store) -> None:
         await store.api_keys.revoke(key_id)
@@ -382,5 +382,22 @@ def store_migrate(config: ConfigOption = Path("apishield.yaml")) -> None:
         from apishield.store.migrate import current_revision
 
         typer.echo(f"store at revision {await current_revision(store.url)}")
+
+    _run(config, action)
+
+
+@store_app.command("purge")
+def store_purge(config: ConfigOption = Path("apishield.yaml")) -> None:
+    """Delete expired access tokens, codes and refresh-token families now (a gateway with the
+    built-in server also does it every 10 minutes; this is for cron)."""
+
+    async def action(policy: Policy, store: Store) -> None:
+        from apishield.store.grants import purge_expired
+
+        removed = await purge_expired(store)
+        if removed is None:
+            typer.echo("another instance is purging right now; nothing to do")
+        else:
+            typer.echo(f"removed {removed} expired rows")
 
     _run(config, action)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from apishield.authserver.config import ServerConfig, default_issuer, validate_issuer
 from apishield.authserver.mounting import (
     CLIENT_AUTHENTICATED_PATHS,
+    authserver_cors,
     authserver_exclusions,
     authserver_routes,
     mount_authserver,
@@ -31,6 +32,7 @@ __all__ = [
     "RotationResult",
     "ServerConfig",
     "StoreKeys",
+    "authserver_cors",
     "authserver_exclusions",
     "authserver_routes",
     "builtin_revocations",

@@ -12,7 +12,16 @@ The policy must then know those endpoints (``with_authserver``, or the pieces
 - inspection exclusions for the fields that carry secrets — passwords, client secrets and
   assertions, codes, verifiers, tokens. They are opaque values the server never interprets,
   so the injection detectors can only refuse a user whose password contains ``' OR`` or
-  ``<``; every other field of these routes is still inspected.
+  ``<``; every other field of these routes is still inspected;
+- CORS per route (``authserver_cors``). Browser apps (single-page apps with PKCE, public
+  clients) call the token and revocation endpoints, the metadata and the JWK Set with
+  ``fetch()`` from their own origin: those answer the exact origins of the policy's
+  ``cors.origins`` (never ``*``), and never with ``Access-Control-Allow-Credentials``, since
+  tokens travel in bodies and the server sets no cookie a cross-origin call could use.
+  Preflights may ask for ``Authorization`` (client authentication, RFC 6749 §2.3.1) and
+  ``Content-Type``. The authorization endpoint and the login page are navigations, and
+  introspection is for servers: no origin is ever allowed there, so a cross-origin call is
+  refused and no page of the login flow can be read by another origin.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from apishield.authserver.http import FORM
 
 if TYPE_CHECKING:
     from apishield.authserver.server import AuthorizationServer
-    from apishield.policy.models import Policy
+    from apishield.policy.models import Cors, Policy
     from apishield.types import ASGIApp, Receive, Scope, Send
 
 PATHS = frozenset(
@@ -41,6 +50,10 @@ PATHS = frozenset(
 CLIENT_AUTHENTICATED_PATHS = frozenset({TOKEN_PATH, REVOKE_PATH, INTROSPECT_PATH})
 """Where ``Authorization: Basic`` carries client credentials (RFC 6749 §2.3.1), not a
 credential for the gateway's authentication stage."""
+
+BROWSER_PATHS = frozenset({TOKEN_PATH, REVOKE_PATH, METADATA_PATH, JWKS_PATH})
+"""The endpoints a browser app calls cross-origin with ``fetch()``."""
+CORS_HEADERS = ("Authorization", "Content-Type")
 
 _SECRET_FIELDS = {
     LOGIN_PATH: ("password",),
@@ -87,16 +100,37 @@ def authserver_exclusions() -> list[dict[str, str]]:
     ]
 
 
+def authserver_cors(policy: Policy) -> dict[str, Cors]:
+    """The CORS settings of each of the server's paths under ``policy`` (see above)."""
+    from apishield.policy.models import Cors
+
+    allowed = policy.cors.origins if policy.cors is not None else []
+    browser = Cors(
+        origins=[o for o in allowed if o != "*"],  # exact origins only, as for credentials
+        credentials=False,
+        headers=list(CORS_HEADERS),
+        max_age=policy.cors.max_age if policy.cors is not None else 600,
+    )
+    nobody = Cors(origins=[], credentials=False)
+    return {path: browser if path in BROWSER_PATHS else nobody for path in PATHS}
+
+
 def with_authserver(policy: Policy) -> Policy:
-    """``policy`` with the server's routes (those it does not declare itself, by path) and
-    inspection exclusions added."""
+    """``policy`` with the server's routes (those it does not declare itself, by path), their
+    CORS settings (declared ones included: the server's CORS is not the API's) and inspection
+    exclusions added."""
     from apishield.inspect.settings import InspectionExclusion
     from apishield.policy.models import Route
 
+    cors = authserver_cors(policy)
     declared = {route.path for route in policy.routes}
-    routes = [Route.model_validate(r) for r in authserver_routes() if r["path"] not in declared]
+    added = [Route.model_validate(r) for r in authserver_routes() if r["path"] not in declared]
+    routes = [
+        r.model_copy(update={"cors": cors[r.path]}) if r.path in cors else r
+        for r in [*policy.routes, *added]
+    ]
     exclusions = [InspectionExclusion.model_validate(e) for e in authserver_exclusions()]
     inspection = policy.inspection.model_copy(
         update={"exclude": [*policy.inspection.exclude, *exclusions]}
     )
-    return policy.model_copy(update={"routes": [*policy.routes, *routes], "inspection": inspection})
+    return policy.model_copy(update={"routes": routes, "inspection": inspection})

@@ -10,8 +10,10 @@ the key is returned once, when issued. The trust assumption: the pepper (derived
 secret key) is not in the database, so a stolen table cannot be matched against guesses.
 
 The verifier caches verified records in memory, bounded (LRU) and for ``cache_ttl`` seconds
-(default 10 s): the hot path asks the store about a key at most once per TTL per process, and a
-revocation made elsewhere takes effect within that TTL at most. Expiry and IP allowlists are
+(default 5 s): the hot path asks the store about a key at most once per TTL per process, and a
+revocation made elsewhere (another gateway, ``apishield apikeys revoke``) takes effect within
+that TTL at most — the same 5 s bound as revoked access tokens (``RevocationList``). The cost
+is one indexed lookup per active key per process every 5 s. Expiry and IP allowlists are
 checked on every request, cached or not.
 """
 
@@ -47,7 +49,7 @@ RANDOM_CHARS = 30
 CHECKSUM_CHARS = 6  # 62**6 > 2**32: every CRC32 value fits
 MAX_KEY_LENGTH = 128  # anything longer is refused before any work
 API_KEY_ISSUER = "apikey"
-DEFAULT_CACHE_TTL = 10.0
+DEFAULT_CACHE_TTL = 5.0
 _BASE62_SET = frozenset(BASE62)
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3
 _OWNER = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")

@@ -6,7 +6,8 @@ slot in at their numbered places here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from apishield.errors import PROBLEM_TYPE_BASE, ConfigError
 from apishield.identity.jwt import JWTVerifier
@@ -23,10 +24,15 @@ from apishield.pipeline.ratelimit import RateLimitMiddleware
 from apishield.pipeline.response import ResponseMiddleware
 from apishield.pipeline.router import Router
 from apishield.pipeline.routing import RoutingMiddleware
+from apishield.pipeline.scopes import HTTPOnlyMiddleware
 from apishield.pipeline.transport import TransportMiddleware
+from apishield.pipeline.validation import build_validation_stage
 from apishield.policy.models import Policy
 from apishield.ratelimit.guard import RateLimitGuard
-from apishield.types import ASGIApp, Message, Receive, Scope, Send
+from apishield.types import ASGIApp
+
+if TYPE_CHECKING:
+    from apishield.store.engine import Store
 
 Wrap = Callable[[ASGIApp], ASGIApp]
 
@@ -53,6 +59,7 @@ def build_pipeline(
         app, policy=policy, own_csp_paths=own_csp_paths
     )
     inner = build_inspection_stage(inner, policy.inspection, policy)  # 11
+    inner = build_validation_stage(inner, policy)  # 10
     inner = AccessMiddleware(inner)  # 9
     inner = RateLimitMiddleware(inner, guard=guard, phase="principal")  # 8
     inner = BanMiddleware(inner, guard=guard, subject="principal")
@@ -76,12 +83,13 @@ def build_pipeline(
         hosts=policy.listen.hosts,
     )
     inner = AuditMiddleware(inner)  # 2
-    return ErrorsMiddleware(  # 1
+    inner = ErrorsMiddleware(  # 1
         inner,
         development=development,
         type_base=type_base,
         request_id_header=policy.request_id.header,
     )
+    return HTTPOnlyMiddleware(inner)  # 0: no stage reads a WebSocket scope
 
 
 def policy_authentication(
@@ -90,12 +98,14 @@ def policy_authentication(
     builtin: JWTVerifier | None = None,
     is_revoked: RevocationCheck | None = None,
     client_auth_paths: frozenset[str] = frozenset(),
+    store: Store | None = None,
 ) -> Wrap:
     """Stage 7 as the policy's ``identity`` section asks.
 
     Built even without an ``identity`` section: it still strips client-sent identity headers
     (AUTH 36) and refuses credentials in the query string (AUTH 37), and leaves every other
-    credential header to the upstream.
+    credential header to the upstream. ``store``: the store API keys are checked against,
+    owned by the caller (by default the stage opens and closes its own).
     """
     from apishield.identity.bearer import build_bearer_verifier
     from apishield.pipeline.authentication import build_authentication_stage
@@ -107,41 +117,43 @@ def policy_authentication(
             is_revoked=is_revoked,
         )
         return build_authentication_stage(
-            inner, policy, bearer=bearer, client_auth_paths=client_auth_paths
+            inner, policy, bearer=bearer, client_auth_paths=client_auth_paths, store=store
         )
 
     return wrap
 
 
-def build_gateway(policy: Policy) -> ASGIApp:
-    """The standalone gateway: the pipeline in front of the policy's upstream.
+def builtin_issuer(policy: Policy) -> BuiltinIssuer | None:
+    """The policy's ``identity.issuers`` entry ``{builtin: true}``, if any."""
+    issuers = policy.identity.issuers if policy.identity is not None else []
+    return next((i for i in issuers if isinstance(i, BuiltinIssuer)), None)
+
+
+def build_protected(policy: Policy, app: ASGIApp) -> ASGIApp:
+    """The pipeline around ``app`` (the upstream proxy, or a Python ASGI app in-process), with
+    the identity the policy asks for: the one assembly both modes share.
 
     With ``identity.issuers: [{builtin: true}]`` the built-in authorization server answers
-    its own paths (``/oauth2/*``, metadata) behind the same stages, and tokens it issues are
-    verified against its keys and revocations.
+    its own paths (``/oauth2/*``, RFC 8414 metadata) behind the same stages, tokens it issues
+    are verified against the store's keys and revocation list, and expired grants are purged
+    in the background. The store (opened lazily) and the server are closed when the lifespan
+    ends, or with the event loop when the host runs no lifespan (``ResourceLifecycle``).
     """
-    if policy.upstream is None:
-        raise ConfigError("the policy has no 'upstream': the gateway has nothing to protect")
-    from apishield.proxy import UpstreamApp  # the proxy is not needed in in-process mode
+    from apishield.authserver.runtime import ResourceLifecycle
 
-    protected = []
-    if policy.identity is not None and policy.identity.api_keys is not None:
-        protected.append(policy.identity.api_keys.header)
-    upstream = UpstreamApp(
-        policy.upstream,
-        request_id_header=policy.request_id.header,
-        protected_fields=protected,
-    )
-    builtin = next(
-        (
-            i
-            for i in (policy.identity.issuers if policy.identity else [])
-            if isinstance(i, BuiltinIssuer)
-        ),
-        None,
-    )
+    builtin = builtin_issuer(policy)
+    api_keys = policy.identity is not None and policy.identity.api_keys is not None
+    if builtin is None and not api_keys:
+        return build_pipeline(policy, app, authentication=policy_authentication(policy))
+
+    from apishield.store.engine import Store
+
+    store = Store.from_policy(policy)
     if builtin is None:
-        return build_pipeline(policy, upstream, authentication=policy_authentication(policy))
+        pipeline = build_pipeline(
+            policy, app, authentication=policy_authentication(policy, store=store)
+        )
+        return ResourceLifecycle(pipeline, closers=[store.aclose])
 
     from apishield.authserver import (
         CLIENT_AUTHENTICATED_PATHS,
@@ -154,12 +166,11 @@ def build_gateway(policy: Policy) -> ASGIApp:
         with_authserver,
     )
     from apishield.authserver.config import AUTHORIZE_PATH, LOGIN_PATH
+    from apishield.authserver.purging import PurgeScheduler
     from apishield.identity.secretkey import load_secret_keys
-    from apishield.store.engine import Store
 
-    policy = with_authserver(policy)  # its routes, and inspection kept off its secret fields
+    policy = with_authserver(policy)  # its routes, CORS, and inspection kept off secret fields
     issuer = builtin.issuer or default_issuer(policy.listen.address)
-    store = Store.from_policy(policy)
     revocations = builtin_revocations(store)
     guard = RateLimitGuard.from_policy(policy)
     server = AuthorizationServer(
@@ -174,37 +185,40 @@ def build_gateway(policy: Policy) -> ASGIApp:
         limiter=guard.limiter,
         revocations=revocations,
     )
-    app = _closing(mount_authserver(upstream, server), [server.aclose, store.aclose])
+    purge = PurgeScheduler(store)
     audience = builtin.audience or issuer
     authentication = policy_authentication(
         policy,
         builtin=builtin_verifier(store, builtin, issuer, audience),
         is_revoked=revocations.is_revoked,
         client_auth_paths=frozenset(CLIENT_AUTHENTICATED_PATHS),
+        store=store,
     )
-    return build_pipeline(
+    pipeline = build_pipeline(
         policy,
-        app,
+        mount_authserver(app, server),
         authentication=authentication,
         limits=guard,
         own_csp_paths=frozenset({AUTHORIZE_PATH, LOGIN_PATH}),
     )
+    return ResourceLifecycle(
+        pipeline, start=purge.start, closers=[purge.aclose, server.aclose, store.aclose]
+    )
 
 
-def _closing(app: ASGIApp, closers: list[Callable[[], Awaitable[None]]]) -> ASGIApp:
-    """``app``, with ``closers`` run once the lifespan has shut down."""
+def build_gateway(policy: Policy) -> ASGIApp:
+    """The standalone gateway: the pipeline in front of the policy's upstream
+    (``build_protected`` around the proxy)."""
+    if policy.upstream is None:
+        raise ConfigError("the policy has no 'upstream': the gateway has nothing to protect")
+    from apishield.proxy import UpstreamApp  # the proxy is not needed in in-process mode
 
-    async def closing(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-
-        async def closing_send(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                for close in closers:
-                    await close()
-            await send(message)
-
-        await app(scope, receive, closing_send)
-
-    return closing
+    protected = []
+    if policy.identity is not None and policy.identity.api_keys is not None:
+        protected.append(policy.identity.api_keys.header)
+    upstream = UpstreamApp(
+        policy.upstream,
+        request_id_header=policy.request_id.header,
+        protected_fields=protected,
+    )
+    return build_protected(policy, upstream)

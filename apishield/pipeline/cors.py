@@ -4,7 +4,8 @@ A request that carries an ``Origin`` which is neither allowed nor the gateway's 
 refused, not merely left without ``Access-Control-Allow-Origin``: the browser would still have
 sent it, with the user's cookies, and a state-changing call would have happened (CSRF). The
 allowlist comes from the route, else its version group, else the policy; absent everywhere, no
-cross-origin access at all.
+cross-origin access at all. A request the browser itself marks ``Sec-Fetch-Site: same-origin``
+is same-origin whatever its ``Origin`` reads.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class CorsMiddleware:
         ctx = get_context(scope)
         if ctx.scheme and ctx.host and origin.lower() == f"{ctx.scheme}://{ctx.host}".lower():
             await self.app(scope, receive, send)  # same origin: not a CORS request
+            return
+        if header(scope, b"sec-fetch-site") == "same-origin":
+            # The browser's own word (a Sec- header no script can set, Fetch Metadata §2.1):
+            # a same-origin request, though its Origin may read "null" (a form posted from a
+            # page with `Referrer-Policy: no-referrer`, Fetch §3.1), like the login page's.
+            await self.app(scope, receive, send)
             return
         method = scope["method"]
         requested = header(scope, b"access-control-request-method")

@@ -13,12 +13,13 @@ Codes and tokens arrive here as digests (``apishield.store.hashing.token_digest`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import ColumnElement, delete, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -402,14 +403,37 @@ class AccessTokenRepository:
             return [(r.jti, r.expires_at) for r in rows]
 
 
-async def purge_expired(store: Store, *, code_retention: timedelta = timedelta(days=1)) -> int:
+PURGE_LOCK_NAMESPACE = b"apishield-purge|"
+
+
+def purge_lock_key(store: Store) -> int:
+    """The PostgreSQL advisory-lock key that makes purges exclusive: one per schema, so two
+    deployments sharing a database (in separate schemas) never wait on each other."""
+    schema = (store.location.schema or "public").encode()
+    digest = hashlib.sha256(PURGE_LOCK_NAMESPACE + schema).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)  # advisory keys are signed bigints
+
+
+async def purge_expired(
+    store: Store, *, code_retention: timedelta = timedelta(days=1)
+) -> int | None:
     """Delete what can no longer matter: expired access tokens, families past their absolute
     expiry (with their tokens), and codes expired for longer than ``code_retention`` (kept
     that long so that a late replay is still recognised and revokes its grant). Returns the
-    number of rows removed."""
+    number of rows removed.
+
+    On PostgreSQL the purge holds a transaction-level advisory lock; when another instance
+    holds it (it is purging now), nothing is done and None is returned, so N gateways never
+    delete the same rows at once. SQLite has one writer at a time anyway: it always runs.
+    """
     now = store.now()
     removed = 0
     async with store.begin() as conn:
+        if store.location.backend == "postgresql":
+            key = purge_lock_key(store)
+            locked = await conn.scalar(select(func.pg_try_advisory_xact_lock(key)))
+            if not locked:
+                return None
         for statement in (
             delete(access_tokens).where(access_tokens.c.expires_at <= now),
             delete(authorization_codes).where(

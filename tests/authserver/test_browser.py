@@ -10,6 +10,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -17,10 +18,12 @@ import pytest
 import trustme
 import uvicorn
 
+from apishield import protect
 from apishield.authserver import AuthorizationServer, ServerConfig, builtin_verifier
 from apishield.authserver.pkce import s256
 from apishield.identity.secretkey import SecretKeys
 from apishield.store import Store
+from apishield.types import Receive, Scope, Send
 from tests.authserver.conftest import API, PASSWORD, REDIRECT, Harness, new_verifier, query_of
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,10 +45,11 @@ pytestmark = [
 
 @contextlib.asynccontextmanager
 async def serve(
-    store: Store, keys: SecretKeys, tmp_path: Path
+    store: Store, keys: SecretKeys, tmp_path: Path, mode: str = "server"
 ) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
     """The server under uvicorn with a TLS certificate for 127.0.0.1; yields its issuer URL
-    and a client TLS context that trusts the test CA."""
+    and a client TLS context that trusts the test CA. ``mode="gateway"``: the server as
+    ``protect()`` mounts it, behind every stage of the pipeline (CORS on), with its lifespan."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -55,12 +59,21 @@ async def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     issuer = f"https://127.0.0.1:{sock.getsockname()[1]}"
-    app = AuthorizationServer(store, keys, ServerConfig(issuer=issuer))
+    server_app = AuthorizationServer(store, keys, ServerConfig(issuer=issuer))
+    app: Any = server_app
+    if mode == "gateway":
+        policy = {
+            "apishield": 1,
+            "state": {"dir": str(tmp_path / "state"), "store": store.url},
+            "cors": {"origins": ["https://app.example.com"], "credentials": True},
+            "identity": {"issuers": [{"builtin": True, "issuer": issuer}]},
+        }
+        app = protect(not_found, policy)
     config = uvicorn.Config(
         app,
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
-        lifespan="off",
+        lifespan="on" if mode == "gateway" else "off",
         ws="none",
         access_log=False,
         log_level="warning",
@@ -80,17 +93,31 @@ async def serve(
         server.should_exit = True
         await task
         sock.close()
-        await app.aclose()
+        await server_app.aclose()
 
 
-async def test_sign_in_in_chromium(harness: Harness, tmp_path: Path) -> None:
-    """AUTH-22 and AUTH-16 end to end: wrong password, then the right one, then the code."""
+async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """The protected app: nothing of its own is reached in these tests."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("mode", ["server", "gateway"])
+async def test_sign_in_in_chromium(harness: Harness, tmp_path: Path, mode: str) -> None:
+    """AUTH-22 and AUTH-16 end to end: wrong password, then the right one, then the code.
+    Through the gateway, the login form's post (sent with `Origin: null` under the page's
+    `Referrer-Policy: no-referrer`) passes the CORS stage as the same-origin request it is."""
     from playwright.async_api import Route, async_playwright
 
     app = await harness.client()
     await harness.user()
     verifier = new_verifier()
-    async with serve(harness.store, harness.keys, tmp_path) as (issuer, client_tls):
+    async with serve(harness.store, harness.keys, tmp_path, mode) as (issuer, client_tls):
         query = urlencode(
             {
                 "response_type": "code",
