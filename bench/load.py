@@ -69,9 +69,17 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def run_wrk(
-    wrk: str, url: str, *, seconds: int, threads: int, connections: int, cpu: int | None
+    wrk: str,
+    url: str,
+    *,
+    seconds: int,
+    threads: int,
+    connections: int,
+    cpu: int | None,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
-    """One wrk run against ``url`` (loopback only), pinned to ``cpu``; bounded in time."""
+    """One wrk run against ``url`` (loopback only), pinned to ``cpu``; bounded in time.
+    ``headers`` go on every request (credentials)."""
     if not url.startswith(f"http://{LOOPBACK}:"):
         raise BenchError(f"refusing to load {url}: only {LOOPBACK} is ever a target")
     command = [
@@ -81,6 +89,7 @@ def run_wrk(
         f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
+        *[f"-H{name}: {value}" for name, value in (headers or {}).items()],
         url,
     ]
     try:
@@ -100,11 +109,14 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
-def check_response(port: int, path: str, body: str) -> dict[str, str]:
-    """One GET before the load: it must be a 200 carrying ``body``; returns its headers."""
+def check_response(
+    port: int, path: str, body: str, *, headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    """One GET before the load (with ``headers``): it must be a 200 carrying ``body``;
+    returns its headers."""
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
     try:
-        conn.request("GET", path, headers={"Accept": "application/json"})
+        conn.request("GET", path, headers={"Accept": "application/json", **(headers or {})})
         response = conn.getresponse()
         received = response.read().decode("utf-8", errors="replace")
     except (OSError, http.client.HTTPException) as exc:

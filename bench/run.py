@@ -2,8 +2,11 @@
 
 Run ``.venv/bin/python bench/run.py`` (or ``make bench``). It starts a fixed-response upstream
 (nginx), then each server under test alone on one core, loads it with wrk on another core, and
-prints one row per server with its ratios to nginx as a plain keep-alive proxy. See
-bench/README.md for what each row means and the targets in DESIGN.md ("Performance budget").
+prints one row per server with its ratios to nginx as a plain keep-alive proxy: nginx,
+apishield's passthrough (the proxy alone), the gateway on public routes, and the full policy
+(rate limits, inspection, response headers, the audit log) authenticated by an API key, by a
+cached ES256 JWT and by an ES256 JWT verified on every request. See bench/README.md for what
+each row means and the targets in DESIGN.md ("Performance budget").
 
 Exit status: 0 when every row ran and passthrough met its target, 1 when it missed the
 target, 2 when a row could not be measured or something needed is missing.
@@ -12,6 +15,7 @@ target, 2 when a row could not be measured or something needed is missing.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -20,9 +24,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +68,8 @@ class Server:
     key: str
     label: str
     what: str
+    #: The ``bench/apps.py`` factory that serves it (nginx: none).
+    factory: str = "gateway"
 
 
 SERVERS = (
@@ -70,13 +78,37 @@ SERVERS = (
         "passthrough",
         "apishield passthrough",
         "the upstream proxy (UpstreamApp) alone, no stage, under uvicorn as `apishield serve`",
+        "passthrough",
     ),
     Server(
         "gateway",
         "apishield gateway",
         "build_gateway(policy) as `apishield serve` runs it, with the bench policy (see stages)",
     ),
+    Server(
+        "full-apikey",
+        "full policy, API key",
+        "the gateway with the full policy: the load path needs the scope orders:read, sent "
+        "as an API key (X-API-Key) created with `apishield apikeys create`",
+    ),
+    Server(
+        "full-jwt-cached",
+        "full policy, ES256 JWT cached",
+        "the full policy, the same ES256 access token (RFC 9068) on every request: verified "
+        "once, then found in the cache of verified tokens",
+    ),
+    Server(
+        "full-jwt-uncached",
+        "full policy, ES256 JWT uncached",
+        "the full policy with `identity.token_cache_size: 0` (the cache off, a policy "
+        "setting): the ES256 signature and claims are verified on every request",
+    ),
 )
+#: Rows judged against DESIGN's full-policy target.
+FULL_ROWS = ("full-apikey", "full-jwt-cached", "full-jwt-uncached")
+#: The scope the full policy's load route requires, and the audience of the local issuer.
+SCOPE = "orders:read"
+AUDIENCE = "orders-api"
 
 
 @dataclass
@@ -86,6 +118,8 @@ class Row:
     key: str
     label: str
     what: str
+    #: The ``bench/apps.py`` factory that serves it (nginx: none).
+    factory: str = "gateway"
     requests: int = 0
     seconds: float = 0.0
     requests_per_second: float = 0.0
@@ -154,6 +188,187 @@ def bench_policy(port: int, upstream_port: int, state_dir: Path) -> dict[str, An
     }
 
 
+class LocalIssuer:
+    """An ES256 token issuer on loopback: its JWK set served by a thread of this process (the
+    gateway fetches it once at start), its access tokens signed here."""
+
+    def __init__(self) -> None:
+        from joserfc.jwk import ECKey, KeySet
+
+        self.key = ECKey.generate_key("P-256", parameters={"kid": "bench-es256", "alg": "ES256"})
+        document = json.dumps(KeySet([self.key]).as_dict(private=False)).encode()
+
+        class JWKS(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                self.send_response(200 if self.path == "/jwks.json" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(document)))
+                self.end_headers()
+                self.wfile.write(document)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), JWKS)
+        self.url = f"http://{LOOPBACK}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self) -> str:
+        """A valid access token for the load route, for the next 50 minutes."""
+        from joserfc import jwt
+
+        now = int(time.time())
+        claims = {
+            "iss": self.url,
+            "sub": "bench-client",
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 3000,  # under the default maximum lifetime of one hour
+            "jti": f"bench-{now}",
+            "client_id": "bench-client",
+            "scope": SCOPE,
+        }
+        header = {"alg": "ES256", "typ": "at+jwt", "kid": self.key.kid}
+        return jwt.encode(header, claims, self.key, algorithms=["ES256"])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_issuer: LocalIssuer | None = None
+
+
+def local_issuer() -> LocalIssuer:
+    """The run's one local issuer, started on first use and stopped at exit."""
+    global _issuer
+    if _issuer is None:
+        _issuer = LocalIssuer()
+        atexit.register(_issuer.close)
+    return _issuer
+
+
+def full_policy(
+    port: int, upstream_port: int, state_dir: Path, *, token_cache: bool = True
+) -> dict[str, Any]:
+    """DESIGN's "full default policy": the bench policy with the load route scoped, API keys
+    and the local ES256 issuer accepted, the default rate limits counting every request, the
+    default inspection and response headers."""
+    policy = bench_policy(port, upstream_port, state_dir)
+    issuer = local_issuer()
+    identity: dict[str, Any] = {
+        "api_keys": {"header": "X-API-Key"},
+        "issuers": [
+            {
+                "issuer": issuer.url,
+                "jwks_uri": f"{issuer.url}/jwks.json",
+                "algorithms": ["ES256"],
+                "audience": AUDIENCE,
+                # The key set is fetched on the first request; under callgrind
+                # (serve_micro.py) that takes far longer than the 5 s default.
+                "fetch_timeout": "60s",
+            }
+        ],
+    }
+    if not token_cache:
+        identity["token_cache_size"] = 0
+    policy["identity"] = identity
+    for route in policy["routes"]:
+        if route["path"] == "/v2/orders/{order_id}":
+            route["allow"] = {"scopes": [SCOPE]}
+    if schema_validation_available():
+        # Stage 10: a small spec for the load route, next to the policy file.
+        spec = state_dir.parent / "openapi.json"
+        spec.write_text(json.dumps(BENCH_SPEC, indent=2))
+        policy["openapi"] = {"spec": str(spec)}
+    return policy
+
+
+#: The OpenAPI description the full policy validates the load route against.
+BENCH_SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "apishield benchmark", "version": "1"},
+    "paths": {
+        "/v2/orders/{order_id}": {
+            "get": {
+                "parameters": [
+                    {
+                        "name": "order_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1, "format": "int64"},
+                    }
+                ],
+                "responses": {"200": {"description": "one order"}},
+            }
+        }
+    },
+}
+
+
+def schema_validation_available() -> bool:
+    """Whether this apishield validates requests against OpenAPI (stage 10)."""
+    try:
+        import apishield.pipeline.validation  # noqa: F401
+        from apishield.policy.models import Policy
+    except ImportError:
+        return False
+    return "openapi" in Policy.model_fields
+
+
+def create_api_key(policy_file: Path) -> str:
+    """A key with the load route's scope, made as an operator makes one (the CLI)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "apishield",
+            "apikeys",
+            "create",
+            "--owner",
+            "bench",
+            "--scope",
+            SCOPE,
+            "--config",
+            str(policy_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("api_key: "):
+            return line.removeprefix("api_key: ").strip()
+    reason = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["?"]
+    raise BenchError(f"could not create an API key: {reason[0]}")
+
+
+def prepare_row(
+    server: Server, port: int, upstream_port: int, workdir: Path
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The policy that ``server`` runs with, and the fields every request of its load carries.
+
+    Writes the policy to ``workdir/<row>.yaml`` (the API key row needs it to create its key).
+    """
+    state = workdir / "state"
+    headers: dict[str, str] = {}
+    if server.key in FULL_ROWS:
+        policy = full_policy(
+            port, upstream_port, state, token_cache=server.key != "full-jwt-uncached"
+        )
+    else:
+        policy = bench_policy(port, upstream_port, state)
+    policy_file = workdir / f"{server.key}.yaml"
+    # JSON is YAML: the policy loads exactly as a user's file would.
+    policy_file.write_text(json.dumps(policy, indent=2))
+    if server.key == "full-apikey":
+        headers["X-API-Key"] = create_api_key(policy_file)
+    elif server.key.startswith("full-jwt"):
+        headers["Authorization"] = f"Bearer {local_issuer().token()}"
+    return policy, headers
+
+
 class Bench:
     """One run: the upstream, then each server under test in turn, loaded the same way."""
 
@@ -167,6 +382,8 @@ class Bench:
         self.shared_core = len(cpus) < 2
         self.cpus = sorted({self.server_cpu, self.load_cpu})
         self.upstream: Process | None = None
+        self.headers: dict[str, str] = {}
+        self.policies: dict[str, dict[str, Any]] = {}
 
     def run(self, servers: list[Server]) -> list[Row]:
         missing = apishield_missing()
@@ -194,14 +411,15 @@ class Bench:
 
     def _start(self, procs: Processes, server: Server, port: int, upstream_port: int) -> Process:
         if server.key == "nginx":
+            self.headers = {}
             config = proxy_config(self.workdir, port, upstream_port)
             command = nginx_command(self.tools["nginx"], config, self.workdir)
         else:
             policy_file = self.workdir / f"{server.key}.yaml"
-            policy = bench_policy(port, upstream_port, self.workdir / "state")
-            # JSON is YAML: the policy loads exactly as a user's file would.
-            policy_file.write_text(json.dumps(policy, indent=2))
-            command = [sys.executable, str(BENCH / "apps.py"), server.key, str(policy_file)]
+            self.policies[server.key], self.headers = prepare_row(
+                server, port, upstream_port, self.workdir
+            )
+            command = [sys.executable, str(BENCH / "apps.py"), server.factory, str(policy_file)]
         return procs.start(server.label, command, cpu=self.server_cpu, env=None)
 
     def _measure(self, procs: Processes, server: Server, upstream_port: int) -> Row:
@@ -212,10 +430,10 @@ class Bench:
             port = free_port()
             process = self._start(procs, server, port, upstream_port)
             process.wait_listening(port)
-            headers = check_response(port, LOAD_PATH, UPSTREAM_BODY)
+            headers = check_response(port, LOAD_PATH, UPSTREAM_BODY, headers=self.headers)
             row.response_headers = sorted(headers)
             if server.key != "nginx":
-                row.stages = self._stages(server.key, port, upstream_port)
+                row.stages = self._stages(server)
             url = f"http://{LOOPBACK}:{port}{LOAD_PATH}"
             print("warm-up… ", end="", flush=True)
             self._wrk(url, self.args.warmup)
@@ -244,14 +462,14 @@ class Bench:
                 procs.stop(process)
         return row
 
-    def _stages(self, key: str, port: int, upstream_port: int) -> list[str]:
+    def _stages(self, server: Server) -> list[str]:
         """The ASGI apps the server runs, outermost first, as the same policy builds them."""
         from apps import FACTORIES, stage_names
 
         from apishield.policy import parse_policy
 
-        policy = parse_policy(bench_policy(port, upstream_port, self.workdir / "state"))
-        return stage_names(FACTORIES[key](policy))
+        policy = parse_policy(self.policies[server.key])
+        return stage_names(FACTORIES[server.factory](policy))
 
     def _fill(
         self,
@@ -299,6 +517,7 @@ class Bench:
             threads=1,
             connections=self.args.connections,
             cpu=self.load_cpu,
+            headers=self.headers,
         )
 
 
@@ -418,6 +637,27 @@ def verdicts(rows: list[Row]) -> tuple[list[str], bool | None]:
         )
     else:
         lines.append("passthrough: not measured against nginx: no verdict")
+    for key in FULL_ROWS:
+        row = by_key.get(key)
+        if row is None or row.rps_vs_nginx is None:
+            continue
+        if key == "full-jwt-uncached":
+            # DESIGN's target assumes a cached token; this row shows what the cache saves.
+            lines.append(
+                f"{row.label}: {row.rps_vs_nginx:.3f}× nginx requests/s (for information: "
+                "the target is set for cached tokens)"
+            )
+            continue
+        verdict = "PASS" if row.rps_vs_nginx >= FULL_POLICY_TARGET else "FAIL"
+        schema = (
+            "with schema validation"
+            if schema_validation_available()
+            else "WITHOUT schema validation (not available in this apishield)"
+        )
+        lines.append(
+            f"{row.label}: {row.rps_vs_nginx:.3f}× nginx requests/s: {verdict} (DESIGN "
+            f"target for the full default policy ≥ {FULL_POLICY_TARGET}×; {schema})"
+        )
     gateway = by_key.get("gateway")
     if gateway is not None and gateway.stages:
         lines.append("gateway stages: " + " → ".join(gateway.stages))
@@ -501,6 +741,14 @@ def write_results(
             "server_cpu": bench.server_cpu,
             "load_cpu": bench.load_cpu,
             "shared_core": bench.shared_core,
+            "full_policy": {
+                "schema_validation": schema_validation_available(),
+                "credentials": {
+                    "full-apikey": "X-API-Key from `apishield apikeys create`",
+                    "full-jwt-cached": "one ES256 at+jwt token, the same on every request",
+                    "full-jwt-uncached": "the same token, identity.token_cache_size: 0",
+                },
+            },
         },
         "rows": [asdict(row) for row in rows],
         "notes": notes(rows),

@@ -4,17 +4,26 @@ The event names the route *template*, never the concrete path of a matched route
 carries a header value or a query string: those are where tokens, keys and cookies live. An
 unmatched path (scanners, typos) is kept, cut to 256 characters and without its query, because
 it is what an operator needs to see an attack; it cannot hold a credential of ours.
+
+Where the event goes: the direct writer ``apishield serve`` installs
+(:mod:`apishield.observe.auditlog`), else the ``apishield.audit`` logger (in-process use, where
+the host application owns logging). The line is built by hand rather than with ``json.dumps``,
+which builds a new encoder on every call when given separators (together with the direct
+writer: 684k → 594k instructions per request through the gateway, callgrind). Every string
+that may come from outside (method, path, route template, request id, client address, codes)
+goes through the JSON encoder's own string escaping.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
+from json.encoder import encode_basestring_ascii as _quote
 
 from apishield.errors import HTTPError
 from apishield.identity.verifier import fingerprint
+from apishield.observe import auditlog
 from apishield.pipeline.context import get_context
 from apishield.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +52,8 @@ class AuditMiddleware:
     def __init__(self, app: ASGIApp, *, logger: logging.Logger | None = None) -> None:
         self.app = app
         self.logger = logger or audit_logger
+        # A logger given explicitly wins over the process's direct writer.
+        self._direct = logger is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,26 +85,39 @@ class AuditMiddleware:
             self.emit(scope, status, code or ctx.code)
 
     def emit(self, scope: Scope, status: int, code: str | None) -> None:
-        ctx = get_context(scope)
-        if not self.logger.isEnabledFor(logging.INFO):
+        sink = auditlog.current_audit_log() if self._direct else None
+        if sink is None and not self.logger.isEnabledFor(logging.INFO):
             return
+        ctx = get_context(scope)
         route = ctx.route
-        event: dict[str, object] = {
-            "event": "request",
-            "ts": round(time.time(), 3),
-            "request_id": ctx.request_id,
-            "method": scope.get("method", ""),
-            "route": route.template if route is not None else None,
-            "status": status,
-            "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
-            "client": ctx.client_ip,
-        }
+        # Field names and order are the event's contract with log pipelines: keep them.
+        parts = [
+            '{"event":"request","ts":',
+            repr(round(time.time(), 3)),
+            ',"request_id":',
+            _quote(ctx.request_id),
+            ',"method":',
+            _quote(str(scope.get("method", ""))),
+            ',"route":',
+            "null" if route is None else _quote(route.template),
+            ',"status":',
+            str(int(status)),
+            ',"duration_ms":',
+            repr(round((time.perf_counter() - ctx.started) * 1000, 3)),
+            ',"client":',
+            _quote(ctx.client_ip),
+        ]
         if route is None:
-            event["path"] = redact_path(str(scope.get("path", ""))[:MAX_PATH])
-        if route is not None and route.version is not None:
-            event["version"] = route.version.label
+            parts += (',"path":', _quote(redact_path(str(scope.get("path", ""))[:MAX_PATH])))
+        elif route.version is not None:
+            parts += (',"version":', _quote(route.version.label))
         if code:
-            event["code"] = code
+            parts += (',"code":', _quote(code))
         if ctx.reported:
-            event["reported"] = ctx.reported
-        self.logger.info(json.dumps(event, separators=(",", ":")))
+            parts += (',"reported":[', ",".join(map(_quote, ctx.reported)), "]")
+        parts.append("}")
+        line = "".join(parts)
+        if sink is not None:
+            sink.write(line)
+        else:
+            self.logger.info(line)

@@ -108,8 +108,11 @@ class TransportMiddleware:
                 forwarded_host = value.decode("latin-1")
             elif name == self.request_id_header:
                 request_id = value.decode("latin-1")
-        peer_ip = _ip(peer)
-        from_proxy = peer_ip is not None and any(peer_ip in net for net in self.trusted)
+        # Without trusted proxies no peer is one: skip parsing its address (~1 µs a request).
+        from_proxy = False
+        if self.trusted:
+            peer_ip = _ip(peer)
+            from_proxy = peer_ip is not None and any(peer_ip in net for net in self.trusted)
         if from_proxy:
             ctx.client_ip = resolve_client(peer, forwarded_for, self.trusted)
             if forwarded_proto:

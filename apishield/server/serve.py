@@ -39,6 +39,7 @@ from typing import Any, Literal
 import uvicorn
 
 from apishield.errors import ApiShieldError, ConfigError, PolicyError
+from apishield.observe.auditlog import flush_audit_log, set_spill_dir
 from apishield.policy.load import load_policy
 from apishield.policy.models import Policy, TLSFiles, is_loopback_host, split_address
 from apishield.server.devcert import DevCertificates, ensure_dev_certificates, trust_instructions
@@ -304,6 +305,9 @@ class GatewayServer:
                 for sock in (*main, *redirect):
                     sock.close()
         finally:
+            # The events of the last requests, still in this loop turn's batch, go out before
+            # the process can exit (audit events are never dropped).
+            flush_audit_log()
             self._finished.set()
 
     def _bind(self) -> tuple[list[socket.socket], list[socket.socket]]:
@@ -456,6 +460,7 @@ def serve_policy(
         return 2
     from apishield.policy.audit import log_findings
 
+    set_spill_dir(policy.state.dir)
     log_findings(policy, str(policy_path))
     if workers > 1:
         from apishield.server.workers import run_workers

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from apishield.errors import ConfigError, PolicyError
+from apishield.observe.auditlog import set_spill_dir
 from apishield.policy.load import load_policy
 from apishield.server.serve import (
     GatewayServer,
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     redirect_sockets = [socket.socket(fileno=fd) for fd in args.redirect_fds]
     try:
         policy = load_policy(args.policy)
+        set_spill_dir(policy.state.dir)
         app = load_app_factory(args.app_factory)(policy)
         server = GatewayServer(
             policy,

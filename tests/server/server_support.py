@@ -167,3 +167,10 @@ def http_get(sock: socket.socket, path: str = "/", host: str = "localhost") -> b
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def build_audited_app(policy: Policy) -> ASGIApp:
+    """App factory: the policy's pipeline (audit stage included) around ``StandInApp``."""
+    from apishield.pipeline.build import build_pipeline
+
+    return build_pipeline(policy, StandInApp())
