@@ -330,13 +330,22 @@ class JWKSCache(KeyProvider):
 
     async def get_key(self, kid: str | None, alg: str) -> Key | None:
         now = self._clock()
-        if (self._keys is None or now - self._fetched_at >= self.ttl) and self._may_fetch(now):
+        if self._inflight is not None:
+            # A fetch is under way (the cooldown already counts it): wait for its result
+            # rather than answering 503 from an empty set or with a stale one.
+            await self.refresh()
+        elif (self._keys is None or now - self._fetched_at >= self.ttl) and self._may_fetch(now):
             await self.refresh()
         if self._keys is None:
             raise jwks_unavailable()
         key = select_key(self._keys, kid, alg)
         known = kid is not None and any(k.kid == kid for k in self._keys)
-        if key is None and kid is not None and not known and self._may_fetch(self._clock()):
+        if (
+            key is None
+            and kid is not None
+            and not known
+            and (self._inflight is not None or self._may_fetch(self._clock()))
+        ):
             # An unknown kid may be a key the issuer has just rotated in: look once more.
             await self.refresh()
             key = select_key(self._keys, kid, alg)

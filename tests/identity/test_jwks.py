@@ -278,6 +278,30 @@ async def test_jwks_caller_cancelled_does_not_cancel_fetch(
     assert rig.fetches() == 1
 
 
+async def test_jwks_request_during_first_fetch_waits_for_it(
+    idp: IdP, client: httpx.AsyncClient
+) -> None:
+    """AUTH-9: a request that arrives while the first fetch is already under way joins it;
+    it is not refused with jwks_unavailable because the cooldown counts that fetch."""
+    release = asyncio.Event()
+
+    async def slow(_: Seen) -> Reply:
+        await release.wait()
+        return json_reply(jwks(KEY_A))
+
+    idp.routes["/certs"] = slow
+    rig = Rig(idp, client)
+    first = asyncio.create_task(rig.verify(rig.token()))
+    while rig.fetches() == 0:
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(rig.verify(rig.token()))
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == "user-42"
+    assert await second == "user-42"
+    assert rig.fetches() == 1
+
+
 def _redirect(location: str) -> Reply:
     return 302, {"Location": location}, b""
 
