@@ -459,9 +459,15 @@ def serve_policy(
         print(str(exc), file=sys.stderr)
         return 2
     from apishield.policy.audit import log_findings
+    from apishield.schema.loader import SpecError, load_openapi
 
     set_spill_dir(policy.state.dir)
-    log_findings(policy, str(policy_path))
+    try:
+        spec = load_openapi(policy.openapi.spec) if policy.openapi is not None else None
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    log_findings(policy, str(policy_path), spec=spec)
     if workers > 1:
         from apishield.server.workers import run_workers
 

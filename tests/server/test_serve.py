@@ -235,6 +235,11 @@ async def test_serve_runs_once(start: Starter, state_dir: Path) -> None:
         ),
         pytest.param("apishield: 1\nmode: [\n", "{path}:", id="bad-yaml"),
         pytest.param(
+            "apishield: 1\nopenapi: spec.yaml\n",
+            "{dir}/spec.yaml:",
+            id="missing-openapi-spec",
+        ),
+        pytest.param(
             "apishield: 1\nlisten:\n  address: 127.0.0.1:0\n"
             "  tls: {cert: nope.crt, key: nope.key}\n",
             "TLS certificate {dir}/nope.crt: no such file",
