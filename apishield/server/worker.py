@@ -78,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             announce=False,  # the parent announced once for all workers
         )
         run_async(_serve(server, args.parent_pid))
+    # One write per line: print() writes the text and its newline separately to a piped
+    # stderr, so two workers failing at once would interleave mid-line.
     except (PolicyError, ConfigError) as exc:
-        print(str(exc), file=sys.stderr)
+        sys.stderr.write(f"{exc}\n")
         return 2
     except StartupError as exc:
-        print(f"apishield worker {os.getpid()}: {exc}", file=sys.stderr)
+        sys.stderr.write(f"apishield worker {os.getpid()}: {exc}\n")
         return 1
     finally:
         for sock in (*main_sockets, *redirect_sockets):
