@@ -23,11 +23,12 @@ linear in the size of a value, so a request costs time linear in its size.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from apishield.inspect.cmdi import score_cmdi
 from apishield.inspect.decode import canonical, decode_utf8, percent_decode
+from apishield.inspect.multipart import FormPart
 from apishield.inspect.nosqli import score_nosqli, score_nosqli_key
 from apishield.inspect.screen import candidates
 from apishield.inspect.settings import DETECTORS, DetectorName, InspectionSettings
@@ -96,6 +97,7 @@ class Finding:
 
 
 _MISSING = object()
+_NOTHING: frozenset[DetectorName] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +105,11 @@ class RequestParts:
     """The parts of a request the engine inspects, as the pipeline has them.
 
     ``json`` is the parsed JSON body (absent when there is none); ``form`` the raw
-    ``application/x-www-form-urlencoded`` body; ``text_body`` a body that should have been JSON
-    but could not be parsed (inspected as one value rather than not at all).
+    ``application/x-www-form-urlencoded`` body; ``multipart`` the parts of a
+    ``multipart/form-data`` body (:func:`~apishield.inspect.multipart.parse_form_data`): each
+    name, each file name (as ``body.<name>.filename``) and the text of each field without a file
+    name; ``text_body`` a body that should have been JSON but could not be parsed (inspected as
+    one value rather than not at all).
     """
 
     path_params: Mapping[str, str] = field(default_factory=dict)
@@ -112,6 +117,7 @@ class RequestParts:
     headers: Sequence[tuple[bytes, bytes]] = ()
     json: object = _MISSING
     form: bytes | None = None
+    multipart: Sequence[FormPart] = ()
     text_body: str | None = None
 
 
@@ -152,45 +158,52 @@ def parse_cookies(header: str) -> list[tuple[str, str]]:
 
 def _plain_word(value: str) -> bool:
     """One word of ``[A-Za-z0-9_]`` (or nothing): no detector can score it (test_screen.py)."""
-    return value.isascii() and (value.isalnum() or _WORDLIKE.fullmatch(value) is not None)
+    # isidentifier() is a C-level test that settles snake_case keys without the regex.
+    return value.isascii() and (
+        value.isalnum() or value.isidentifier() or _WORDLIKE.fullmatch(value) is not None
+    )
 
 
-def _walk_json(document: object) -> Iterator[tuple[str, str, bool]]:
-    """(path, string, is_key) for the keys and strings of a JSON document, iteratively.
+def _walk_json(document: object) -> Iterator[tuple[str, str | int | None, str, bool]]:
+    """(parent path, key or index, string, is_key) for the keys and strings of a JSON document.
 
-    Keys and strings that are one plain word are left out here, before their path is built:
-    they are most of a typical body and no detector can score them.
+    The field of a value is ``f"{parent}.{key}"`` (or ``parent`` when the key is ``None``); it is
+    left to the caller to build, since only values with a finding, or routes with exclusions,
+    need it. Keys and strings that are one plain word are left out: they are most of a typical
+    body and no detector can score them. Iterative, so a deep document cannot exhaust the stack.
     """
+    # The plain-word test is written out here rather than calling _plain_word: this loop runs
+    # once per key and string of the body, and the call was a tenth of the cost of inspecting a
+    # typical JSON request (callgrind, bench/inspection_cost.py).
+    wordlike = _WORDLIKE.fullmatch
     stack: list[tuple[object, str]] = [(document, "body")]
     while stack:
         node, path = stack.pop()
         if isinstance(node, dict):
             for key, child in node.items():
                 key = str(key)
+                if not (
+                    key.isascii()
+                    and (key.isalnum() or key.isidentifier() or wordlike(key) is not None)
+                ):
+                    yield path, key, key, True
                 if isinstance(child, str):
-                    if _plain_word(key) and _plain_word(child):
-                        continue
-                elif not isinstance(child, (dict, list)):
-                    if not _plain_word(key):
-                        yield f"{path}.{key}", key, True
-                    continue
-                child_path = f"{path}.{key}"
-                if not _plain_word(key):
-                    yield child_path, key, True
-                if isinstance(child, str):
-                    if not _plain_word(child):
-                        yield child_path, child, False
-                else:
-                    stack.append((child, child_path))
+                    if not (
+                        child.isascii()
+                        and (child.isalnum() or child.isidentifier() or wordlike(child) is not None)
+                    ):
+                        yield path, key, child, False
+                elif isinstance(child, (dict, list)):
+                    stack.append((child, f"{path}.{key}"))
         elif isinstance(node, list):
             for index, child in enumerate(node):
                 if isinstance(child, str):
                     if not _plain_word(child):
-                        yield f"{path}.{index}", child, False
+                        yield path, index, child, False
                 elif isinstance(child, (dict, list)):
                     stack.append((child, f"{path}.{index}"))
         elif isinstance(node, str) and not _plain_word(node):
-            yield path, node, False
+            yield path, None, node, False
 
 
 class _FieldRule:
@@ -288,9 +301,15 @@ class Inspector:
         self, raw: str, *, plus: bool = False, skip: frozenset[DetectorName] = frozenset()
     ) -> list[tuple[DetectorName, int]]:
         """Every detector's score for one value that reaches the threshold, best first."""
+        if _plain_word(raw):
+            return []  # one word of [A-Za-z0-9_]: no detector can score it
+        return self._scores(raw, plus, skip)
+
+    def _scores(
+        self, raw: str, plus: bool, skip: frozenset[DetectorName]
+    ) -> list[tuple[DetectorName, int]]:
+        # score_value for a value already known not to be one plain word.
         if raw.isascii():
-            if raw.isalnum() or _WORDLIKE.fullmatch(raw):
-                return []  # one word of [A-Za-z0-9_]: no detector can score it
             if _ENCODED.search(raw) or (plus and "+" in raw):
                 value, nul = canonical(raw, plus=plus)
             else:
@@ -318,7 +337,8 @@ class Inspector:
                     score = run(value, nul)
                     if score >= threshold:
                         found.append((name, score))
-        found.sort(key=lambda item: -item[1])
+        if len(found) > 1:
+            found.sort(key=lambda item: -item[1])
         return found
 
     # -- whole requests -----------------------------------------------------------------------
@@ -337,65 +357,91 @@ class Inspector:
         """
         rules = self._rules_for(route)
         findings: list[Finding] = []
-        for location, field_name, value, plus, is_key in self._values(parts):
-            if _plain_word(value):
-                continue
-            skip: frozenset[DetectorName] = frozenset()
+        cache = self._cache
+        for location, prefix, name, value, is_key in self._values(parts):
+            field_name = None
+            skip: frozenset[DetectorName] = _NOTHING
             if rules:
+                field_name = prefix if name is None else f"{prefix}.{name}"
                 skip = frozenset(
                     d for rule in rules if rule.matches(field_name) for d in rule.detectors
                 )
             if not skip and (location == "header" or location == "cookie"):
-                cached = self._cache.get(value)
-                if cached is None:
-                    cached = self.score_value(value)
+                scored = cache.get(value)
+                if scored is None:
+                    scored = self._scores(value, False, _NOTHING)
                     if len(value) <= CACHE_VALUE_LIMIT:
-                        if len(self._cache) >= CACHE_ENTRIES:
-                            self._cache.clear()
-                        self._cache[value] = cached
-                scored = cached
+                        if len(cache) >= CACHE_ENTRIES:
+                            cache.clear()
+                        cache[value] = scored
+            elif is_key:
+                scored = self._score_key(value, skip)
             else:
-                scored = self._score(value, plus=plus, is_key=is_key, skip=skip)
-            for category, score in scored:
-                findings.append(Finding(category, location, field_name, score))
-                if first_only:
-                    return findings
+                scored = self._scores(value, False, skip)
+            if scored:
+                if field_name is None:
+                    field_name = prefix if name is None else f"{prefix}.{name}"
+                for category, score in scored:
+                    findings.append(Finding(category, location, field_name, score))
+                    if first_only:
+                        return findings
         findings.sort(key=lambda f: -f.score)
         return findings
 
-    def _score(
-        self, value: str, *, plus: bool, is_key: bool, skip: frozenset[DetectorName]
+    def _score_key(
+        self, value: str, skip: frozenset[DetectorName]
     ) -> list[tuple[DetectorName, int]]:
         found: list[tuple[DetectorName, int]] = []
-        if is_key and self.nosqli_on and "nosqli" not in skip and "$" in value:
+        if self.nosqli_on and "$" in value and "nosqli" not in skip:
             score = score_nosqli_key(value)
             if score >= self.threshold:
                 found.append(("nosqli", score))
-        found.extend(self.score_value(value, plus=plus, skip=skip))
+        found.extend(self._scores(value, False, skip))
         return found
 
-    def _values(self, parts: RequestParts) -> Iterable[tuple[str, str, str, bool, bool]]:
-        """(location, field, value, plus-is-space, is-a-key) for everything in the request."""
+    def _values(
+        self, parts: RequestParts
+    ) -> Iterator[tuple[str, str, str | int | None, str, bool]]:
+        """(location, prefix, name, value, is-a-key) for every value of the request that is not
+        one plain word; the value's field is ``prefix.name`` (``prefix`` when name is ``None``).
+        """
+        plain = _plain_word
         for name, value in parts.path_params.items():
-            yield "path", f"path.{name}", value, False, False
+            if not plain(value):
+                yield "path", "path", name, value, False
         if parts.query:
             for name, value in parse_form(parts.query):
-                yield "query", f"query.{name}", name, False, True
-                yield "query", f"query.{name}", value, False, False
+                if not plain(name):
+                    yield "query", "query", name, name, True
+                if not plain(value):
+                    yield "query", "query", name, value, False
         for raw_name, raw_value in parts.headers:
             if raw_name in SKIPPED_HEADERS:
                 if raw_name == b"cookie":
                     for name, value in parse_cookies(decode_utf8(raw_value)):
-                        yield "cookie", f"cookie.{name}", value, False, False
+                        if not plain(value):
+                            yield "cookie", "cookie", name, value, False
                 continue
-            name = raw_name.decode("latin-1").lower()
-            yield "header", f"header.{name}", decode_utf8(raw_value), False, False
+            text = decode_utf8(raw_value)
+            if not plain(text):
+                yield "header", "header", raw_name.decode("latin-1").lower(), text, False
         if parts.json is not _MISSING:
-            for path, value, is_key in _walk_json(parts.json):
-                yield "body", path, value, False, is_key
+            for path, key, value, is_key in _walk_json(parts.json):
+                yield "body", path, key, value, is_key
         if parts.form:
             for name, value in parse_form(parts.form):
-                yield "body", f"body.{name}", name, False, True
-                yield "body", f"body.{name}", value, False, False
-        if parts.text_body is not None:
-            yield "body", "body", parts.text_body, False, False
+                if not plain(name):
+                    yield "body", "body", name, name, True
+                if not plain(value):
+                    yield "body", "body", name, value, False
+        for part in parts.multipart:
+            # Values as the application reads them: multipart text is not percent-encoded, but
+            # canonical decoding still applies (an app or a later layer may decode it again).
+            if not plain(part.name):
+                yield "body", "body", part.name, part.name, True
+            if part.text is not None and not plain(part.text):
+                yield "body", "body", part.name, part.text, False
+            if part.filename is not None and not plain(part.filename):
+                yield "body", "body", f"{part.name}.filename", part.filename, False
+        if parts.text_body is not None and not plain(parts.text_body):
+            yield "body", "body", None, parts.text_body, False

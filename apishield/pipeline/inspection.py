@@ -9,12 +9,26 @@ value: the client learns the code, the operator the location, the field and the 
 What is inspected: path parameters of the matched route, every query parameter (name and
 value), every header except credentials and framing (``Authorization`` tokens are checked by
 authentication; cookies are inspected one by one), the JSON body the content stage parsed
-(every key and string), and ``application/x-www-form-urlencoded`` bodies, which this stage
-buffers (the content stage has already bounded their size) and replays to the app unchanged.
+(every key and string), and ``application/x-www-form-urlencoded`` and ``multipart/form-data``
+bodies, which this stage buffers (the content stage has already bounded their size to the
+route's ``body_limit``) and replays to the app byte for byte.
+
+In a multipart body (RFC 7578) every part's field name, every file part's file name (field
+``body.<name>.filename``) and the text of every part without a file name (field
+``body.<name>``) are inspected. The contents of parts with a file name are not, whatever
+their ``Content-Type``: uploads are binary or documents (images, PDFs, CSV, source code) in
+which SQL or markup is ordinary data, and the part's ``Content-Type`` is chosen by the client,
+so inspecting ``text/*`` files only would be evaded by relabelling the part. Frameworks hand
+file parts to the app as files, not as form strings, so what is inspected is what the app
+reads as form values. A multipart body that cannot be read unambiguously (no boundary,
+truncated, broken or oversized part headers, too many parts, a transfer encoding, control
+characters in a name; :mod:`apishield.inspect.multipart`) is refused with 400
+``multipart_invalid`` and never forwarded; in report mode it is reported and passed on.
+
 A JSON body that the content stage let through unparsed (its report mode) is inspected as one
-text value rather than skipped. Other media types (``multipart/form-data``, binary uploads,
-``text/plain``) are passed through without inspection: they are files or opaque data, and a
-route that accepts them should validate them itself.
+text value rather than skipped. Other media types (binary uploads, ``text/plain``) are passed
+through without inspection: they are files or opaque data, and a route that accepts them
+should validate them itself.
 
 References: OWASP Top 10 A03:2021 Injection; OWASP API Security Top 10 2023 API8 (Security
 Misconfiguration) and API10 (Unsafe Consumption); OWASP CRS for the paranoia-level model.
@@ -26,8 +40,9 @@ import logging
 import re
 from typing import Any
 
-from apishield.errors import ForbiddenError, PolicyError
+from apishield.errors import BadRequestError, ForbiddenError, PolicyError
 from apishield.inspect.engine import Finding, Inspector, RequestParts
+from apishield.inspect.multipart import MultipartError, parse_form_data
 from apishield.inspect.settings import DetectorName, InspectionSettings
 from apishield.pipeline.context import get_context
 from apishield.policy.models import Policy
@@ -48,6 +63,7 @@ __all__ = [
 logger = logging.getLogger("apishield.inspect")
 
 FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
 _SAFE_FIELD = re.compile(r"^[A-Za-z0-9_.\-\[\]@]{1,96}$")
 
 
@@ -122,6 +138,13 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> str:
     return ""
 
 
+def _content_type(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == b"content-type":
+            return value
+    return b""
+
+
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name == b"transfer-encoding":
@@ -162,12 +185,31 @@ class InspectionMiddleware:
         body: bytes | None = None
         media_type = _media_type(headers)
         unparsed_json = media_type.endswith(("/json", "+json")) and "json" not in ctx.extra
-        if (media_type == FORM or unparsed_json) and _has_body(headers):
+        if (media_type == FORM or media_type == MULTIPART or unparsed_json) and _has_body(headers):
             body = await self._read_body(receive)
             if body is None:
                 return  # the client left, or the content stage already answered 413
             if media_type == FORM:
                 kwargs["form"] = body
+            elif media_type == MULTIPART:
+                try:
+                    kwargs["multipart"] = parse_form_data(body, _content_type(headers))
+                except MultipartError as exc:
+                    logger.warning(
+                        "inspection %s request_id=%s code=multipart_invalid reason=%s",
+                        "reported" if self.report else "refused",
+                        ctx.request_id,
+                        exc.reason,
+                    )
+                    if not self.report:
+                        raise BadRequestError(
+                            code="multipart_invalid",
+                            hint="send a well-formed multipart/form-data body: a boundary "
+                            "parameter, a closing boundary, 'Content-Disposition: form-data' "
+                            "with a name on every part, no Content-Transfer-Encoding",
+                        ) from exc
+                    if "multipart_invalid" not in ctx.reported:
+                        ctx.reported.append("multipart_invalid")
             else:
                 kwargs["text_body"] = body.decode("utf-8", "replace")
         findings = self.inspector.inspect(
