@@ -10,8 +10,6 @@ import asyncio
 import base64
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from apishield.identity.apikeys import ApiKeyManager
 from apishield.identity.secretkey import load_secret_keys
 from apishield.policy.load import load_policy
 from apishield.store import Store, migrate
+from tests.processes import gateway_processes, ports_of
 from tests.store.backends import drop_schema, postgres_url, run_in_thread, unique_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,47 +63,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "  - {path: /v1/items, methods: [GET], allow: {scopes: [items:read]}}\n"
     )
     load_secret_keys(load_policy(policy_file).state)  # one key for both, made before they start
-    processes: list[subprocess.Popen[bytes]] = []
-    logs = []
+    envs = [{"APISHIELD_TEST_POLICY": str(policy_file)}] * 2
     try:
-        for i in range(2):
-            log = (directory / f"gateway{i}.log").open("wb")
-            logs.append(log)
-            env = {
-                **os.environ,
-                "APISHIELD_TEST_POLICY": str(policy_file),
-                "APISHIELD_TEST_PORT_FILE": str(directory / f"port{i}"),
-            }
-            processes.append(
-                subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                    [sys.executable, "-m", "tests.authserver.gateway_app"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        ports = []
-        deadline = time.monotonic() + 60
-        for i, process in enumerate(processes):
-            port_file = directory / f"port{i}"
-            while not port_file.exists():
-                assert process.poll() is None, (directory / f"gateway{i}.log").read_text()
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.05)
-            ports.append(int(port_file.read_text()))
-        yield Cluster(ports, policy_file, url)
+        with gateway_processes("tests.authserver.gateway_app", envs, directory) as processes:
+            yield Cluster(ports_of(directory, 2), policy_file, url)
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        for log in logs:
-            log.close()
         run_in_thread(drop_schema(schema))
     for i, process in enumerate(processes):  # a clean stop: the purge cancelled, store closed
         output = (directory / f"gateway{i}.log").read_text()

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -18,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from tests.processes import gateway_processes, ports_of
 from tests.ratelimit.conftest import SHARED_REDIS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,48 +37,11 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[in
     prefix = f"apishield-test:{uuid.uuid4().hex[:12]}:"
     directory = tmp_path_factory.mktemp("gateways")
     limits = {"rules": LIMITS, "key_prefix": prefix, "ban_refresh": "100ms"}
-    processes: list[subprocess.Popen[bytes]] = []
-    logs = []
+    env = {"APISHIELD_TEST_CACHE": SHARED_REDIS, "APISHIELD_TEST_LIMITS": json.dumps(limits)}
     try:
-        for i in range(2):
-            log = (directory / f"gateway{i}.log").open("wb")
-            logs.append(log)
-            env = {
-                **os.environ,
-                "APISHIELD_TEST_CACHE": SHARED_REDIS,
-                "APISHIELD_TEST_LIMITS": json.dumps(limits),
-                "APISHIELD_TEST_PORT_FILE": str(directory / f"port{i}"),
-            }
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "tests.ratelimit.gateway_app"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        ports = []
-        deadline = time.monotonic() + 60
-        for i, process in enumerate(processes):
-            port_file = directory / f"port{i}"
-            while not port_file.exists():
-                assert process.poll() is None, (directory / f"gateway{i}.log").read_text()
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.05)
-            ports.append(int(port_file.read_text()))
-        yield ports, prefix
+        with gateway_processes("tests.ratelimit.gateway_app", [env] * 2, directory):
+            yield ports_of(directory, 2), prefix
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        for log in logs:
-            log.close()
         client = redis.Redis.from_url(SHARED_REDIS)
         try:
             keys = list(client.scan_iter(match=prefix + "*"))
