@@ -30,7 +30,7 @@ from apishield.inspect.cmdi import score_cmdi
 from apishield.inspect.decode import canonical, decode_utf8, percent_decode
 from apishield.inspect.multipart import FormPart
 from apishield.inspect.nosqli import score_nosqli, score_nosqli_key
-from apishield.inspect.screen import candidates
+from apishield.inspect.screen import ascii_form, candidates
 from apishield.inspect.settings import DETECTORS, DetectorName, InspectionSettings
 from apishield.inspect.sqli import score_sqli
 from apishield.inspect.ssti import score_ssti
@@ -318,10 +318,13 @@ class Inspector:
             value, nul = canonical(raw, plus=plus)
         found: list[tuple[DetectorName, int]] = []
         threshold = self.threshold
-        if value.isascii():
+        # Screening "Zürich" rather than running all six detectors on it: POST cold of
+        # bench/inspection_cost.py 1.25M -> 1.22M instructions per request (callgrind).
+        screened = value if value.isascii() else ascii_form(value)
+        if screened is not None:
             # The screens skip the detectors that cannot score this value; a removed NUL byte is
             # evidence for the traversal detector whatever the rest of the value holds.
-            names = candidates(value)
+            names = candidates(screened)
             if nul and "traversal" not in names:
                 names.append("traversal")
             if not names:

@@ -16,9 +16,12 @@ only ever yields more (and shorter) words than a detector's own word boundaries 
 detector needs is always among them. The tests check the claim on every value of the corpus and
 on generated adversarial strings: when a screen says no, its detector scores 0.
 
-Values that are not ASCII after canonical decoding skip the screens (every detector runs):
-Unicode case mappings (``İ``, ``K``) do not survive byte-wise lowering, and such values are
-rare enough in API traffic not to matter for cost.
+Values that are not ASCII after canonical decoding are screened by :func:`ascii_form` when their
+only non-ASCII characters are plain letters (``ü``, ``é``, ``ł``, Greek, Cyrillic): each becomes a
+space, a separator the screens give no meaning to, so a word is only ever split, never formed.
+Letters whose case mappings reach ASCII (``İ``, ``ı``, ``ß``, ``ſ``) are not plain: a case-blind
+pattern or a lowering could read them as ``i`` or ``ss``. Any other value skips the screens and
+every detector runs.
 """
 
 from __future__ import annotations
@@ -27,12 +30,33 @@ from apishield.inspect.cmdi import COMMAND_WORDS, INTERPRETERS, PHP_FUNCTIONS
 from apishield.inspect.settings import DetectorName
 from apishield.inspect.sqli import BARE_WORDS
 
-__all__ = ["candidates"]
+__all__ = ["ascii_form", "candidates"]
 
 _PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.,:@/+ -"
 _WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
 # Lower-cased bytes: every byte that cannot be part of a word becomes a space.
 _SPLIT = bytes(b if b in _WORD_BYTES else 0x20 for b in range(256))
+
+
+def _plain_letter(code: int) -> bool:
+    char = chr(code)
+    mapped = char.lower() + char.upper() + char.casefold()
+    return char.isalpha() and all(not c.isascii() for c in mapped)
+
+
+# Latin-1 letters, Latin Extended-A and -B, Greek and Cyrillic.
+_LETTERS_TO_SPACE = {
+    code: " "
+    for code in (*range(0xC0, 0x250), *range(0x370, 0x530))
+    if _plain_letter(code)
+}
+
+
+def ascii_form(value: str) -> str | None:
+    """``value`` with each plain non-ASCII letter as a space, or ``None`` if anything else is
+    not ASCII. The screens' answer for the result holds for ``value`` (test_screen.py)."""
+    form = value.translate(_LETTERS_TO_SPACE)
+    return form if form.isascii() else None
 
 
 def _chars(text: str) -> frozenset[int]:

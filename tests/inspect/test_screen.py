@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from apishield.inspect import InspectionSettings, Inspector, RequestParts
 from apishield.inspect.decode import canonical
 from apishield.inspect.engine import _RUNNERS, parse_cookies, parse_form
-from apishield.inspect.screen import candidates
+from apishield.inspect.screen import ascii_form, candidates
 
 CORPUS = Path(__file__).parents[2] / "bench" / "corpus" / "corpus.jsonl"
 PARANOID = Inspector(InspectionSettings(paranoia=3))
@@ -57,9 +57,10 @@ def corpus_values() -> list[str]:
 def unscreened(value: str) -> list[tuple[str, int]]:
     """(detector, score) for each detector that the screen skips but scores ``value`` above 0."""
     decoded, nul = canonical(value)
-    if not decoded.isascii():
+    screened = ascii_form(decoded)
+    if screened is None:
         return []  # not screened: every detector runs
-    allowed = candidates(decoded)
+    allowed = candidates(screened)
     missed = []
     for name, run in _RUNNERS.items():
         if name not in allowed and not (nul and name == "traversal"):
@@ -101,6 +102,8 @@ WORDS = [
     "system", "eval", "IFS", "ping", "type", "net", "user", "python3", "powershell",
 ]
 CHARS = list(" \t\n'\"`;|&$(){}[]<>=!#*/\\.,:-+@%_?~^")
+# Plain letters the screens read as separators, and letters whose case mappings reach ASCII.
+LETTERS = list("üéÉłŁжЖΩωçñØ") + list("İıßſK")
 
 
 @settings(max_examples=3000, deadline=None)
@@ -108,6 +111,33 @@ CHARS = list(" \t\n'\"`;|&$(){}[]<>=!#*/\\.,:-+@%_?~^")
 def test_generated_values_are_never_screened_out_wrongly(pieces: list[str]) -> None:
     value = "".join(pieces)
     assert unscreened(value) == []
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(WORDS) | st.sampled_from(CHARS) | st.sampled_from(LETTERS),
+        min_size=1,
+        max_size=14,
+    )
+)
+def test_generated_values_with_letters_are_never_screened_out_wrongly(pieces: list[str]) -> None:
+    value = "".join(pieces)
+    assert unscreened(value) == []
+
+
+@pytest.mark.parametrize("letter", ["İ", "ı", "ß", "ſ", "µ", "²", "\u2028", "\u0301"])
+def test_letters_with_ascii_case_mappings_and_other_characters_are_not_screened(
+    letter: str,
+) -> None:
+    assert ascii_form(f"Zürich {letter}") is None
+
+
+def test_plain_letters_are_screened_as_separators() -> None:
+    assert ascii_form("Zürich") == "Z rich"
+    assert ascii_form("Łódź ЖΩ") == "  d    "
+    assert candidates(ascii_form("Zürich") or "") == []
+    assert "sqli" in candidates(ascii_form("Müller' OR 'a'='a") or "")
 
 
 @settings(max_examples=3000, deadline=None)
