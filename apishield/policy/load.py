@@ -244,11 +244,24 @@ def resolve_paths(policy: Policy, base: Path) -> Policy:
     store = policy.state.store
     if store is not None and store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
         store = f"sqlite:///{absolute(Path(store[len('sqlite:///') :]))}"
+    def file_reference(ref: str) -> str:
+        # `file:PATH` secrets resolve from the policy's folder like every other path in it,
+        # not from wherever the gateway happens to be started.
+        if ref.startswith("file:") and not Path(ref[5:]).is_absolute():
+            return f"file:{absolute(Path(ref[5:]))}"
+        return ref
+
     secret = policy.state.secret_key
-    if secret is not None and secret.startswith("file:") and not Path(secret[5:]).is_absolute():
-        secret = f"file:{absolute(Path(secret[5:]))}"
+    if secret is not None:
+        secret = file_reference(secret)
     state = policy.state.model_copy(update={"dir": state_dir, "store": store, "secret_key": secret})
     update: dict[str, object] = {"listen": listen, "state": state}
+    introspection = policy.identity.introspection if policy.identity is not None else None
+    if introspection is not None and policy.identity is not None:
+        introspection = introspection.model_copy(
+            update={"client_secret": file_reference(introspection.client_secret)}
+        )
+        update["identity"] = policy.identity.model_copy(update={"introspection": introspection})
     if policy.openapi is not None:
         update["openapi"] = policy.openapi.model_copy(
             update={"spec": absolute(policy.openapi.spec)}

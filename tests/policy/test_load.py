@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from apishield.errors import PolicyError
+from apishield.identity.introspection import resolve_secret
 from apishield.policy import load_policy
+from apishield.policy.load import resolve_paths
 from apishield.policy.models import TLSFiles
 
 GOOD = """\
@@ -162,3 +164,44 @@ def test_every_problem_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "apishield.yaml:2: mode: Input should be 'production' or 'development'",
         "apishield.yaml:4: routes[0].methods: 'BREW' is not an HTTP method",
     ]
+
+
+def test_file_secrets_resolve_from_the_policy_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`file:` secrets are read relative to the policy file, wherever the gateway starts."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "p.yaml").write_text(
+        "apishield: 1\n"
+        "state: {secret_key: 'file:keys/secret'}\n"
+        "identity:\n"
+        "  introspection:\n"
+        "    endpoint: https://idp.test/introspect\n"
+        "    client_id: gw\n"
+        "    client_secret: file:introspection.secret\n"
+        "    audience: https://api.test\n"
+    )
+    (folder / "introspection.secret").write_text("s3cret\n")
+    monkeypatch.chdir(tmp_path)  # somewhere else than the policy's folder
+    policy = load_policy(folder / "p.yaml")
+    assert policy.state.secret_key == f"file:{folder / 'keys' / 'secret'}"
+    assert policy.identity is not None and policy.identity.introspection is not None
+    reference = policy.identity.introspection.client_secret
+    assert reference == f"file:{folder / 'introspection.secret'}"
+    assert resolve_secret(reference) == "s3cret"
+    absolute = "file:/etc/apishield/introspection.secret"
+    assert resolve_paths(
+        policy.model_copy(
+            update={
+                "identity": policy.identity.model_copy(
+                    update={
+                        "introspection": policy.identity.introspection.model_copy(
+                            update={"client_secret": absolute}
+                        )
+                    }
+                )
+            }
+        ),
+        tmp_path,
+    ).identity.introspection.client_secret == absolute  # type: ignore[union-attr]
