@@ -32,15 +32,30 @@ class Finding:
 
 
 def audit_policy(
-    policy: Policy, *, today: datetime | None = None, spec: OpenAPISpec | None = None
+    policy: Policy,
+    *,
+    today: datetime | None = None,
+    spec: OpenAPISpec | None = None,
+    workers: int = 1,
 ) -> list[Finding]:
     """Every unsafe setting in ``policy``, most severe first.
 
     With ``spec`` (the policy's loaded ``openapi`` spec), also what the routes and the spec
-    disagree on: see ``audit_spec``.
+    disagree on: see ``audit_spec``. ``workers``: the processes ``serve`` will run, for
+    what only holds in one process.
     """
     found: list[Finding] = [] if spec is None else audit_spec(policy, spec)
     add = found.append
+    if workers > 1 and policy.state.cache.startswith("memory://"):
+        add(
+            Finding(
+                "high",
+                "limits_not_shared",
+                ("state", "cache"),
+                f"{workers} workers each keep their own rate-limit counters and ban list "
+                f"in memory: every limit admits up to {workers} times its rate",
+            )
+        )
     host, _ = split_address(policy.listen.address)
     public = not is_loopback_host(host)
     tls = policy.listen.tls
@@ -313,10 +328,10 @@ def audit_spec(policy: Policy, spec: OpenAPISpec) -> list[Finding]:
 
 
 def log_findings(
-    policy: Policy, source: str = "policy", *, spec: OpenAPISpec | None = None
+    policy: Policy, source: str = "policy", *, spec: OpenAPISpec | None = None, workers: int = 1
 ) -> list[Finding]:
     """Run the audit and log each finding (``serve`` does this at start)."""
-    findings = audit_policy(policy, spec=spec)
+    findings = audit_policy(policy, spec=spec, workers=workers)
     log = logging.getLogger("apishield.policy")
     for f in findings:
         level = logging.WARNING if f.severity != "low" else logging.INFO

@@ -467,7 +467,7 @@ def serve_policy(
     except SpecError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    log_findings(policy, str(policy_path), spec=spec)
+    log_findings(policy, str(policy_path), spec=spec, workers=workers)
     if workers > 1:
         from apishield.server.workers import run_workers
 

@@ -71,3 +71,28 @@ def test_introspection_without_audience_is_a_finding(
     (tmp_path / "p.yaml").write_text(text)
     codes = [f.code for f in audit_policy(load_policy(tmp_path / "p.yaml"))]
     assert ("introspection_audience_unset" in codes) is flagged
+
+
+@pytest.mark.parametrize(
+    ("cache", "workers", "flagged"),
+    [
+        pytest.param("memory://", 2, True, id="memory-two-workers"),
+        pytest.param("memory://", 1, False, id="memory-one-worker"),
+        pytest.param("redis://127.0.0.1:6379/0", 4, False, id="redis-four-workers"),
+    ],
+)
+def test_workers_without_a_shared_cache(
+    tmp_path: Path, cache: str, workers: int, flagged: bool
+) -> None:
+    text = (
+        f"apishield: 1\nstate: {{cache: '{cache}'}}\n"
+        "routes:\n  - {path: /health, methods: [GET], allow: public}\n"
+    )
+    (tmp_path / "p.yaml").write_text(text)
+    findings = audit_policy(load_policy(tmp_path / "p.yaml"), workers=workers)
+    shared = [f for f in findings if f.code == "limits_not_shared"]
+    assert bool(shared) is flagged
+    if flagged:
+        assert shared[0].severity == "high"
+        assert findings[0].severity == "high"  # most severe first
+        assert f"up to {workers} times" in shared[0].message
