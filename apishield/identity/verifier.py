@@ -8,6 +8,7 @@ A verifier takes the credential as the client sent it and returns a ``Principal`
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 
 from apishield.identity.principal import Principal
@@ -17,6 +18,16 @@ def fingerprint(secret: str | bytes) -> str:
     """First 8 hex digits of SHA-256: enough to correlate log lines, useless to an attacker."""
     data = secret.encode() if isinstance(secret, str) else secret
     return hashlib.sha256(data).hexdigest()[:8]
+
+
+# A word this long that mixes letters and digits is a key, a token or a reset code far more
+# often than a name: clients do paste credentials where names go (AUTH 38 forbids them in logs).
+_CREDENTIAL_LIKE = re.compile(r"^(?=[^/]*[A-Za-z])(?=[^/]*\d)[A-Za-z0-9._~+=-]{24,}$")
+
+
+def redact_credential_like(text: str) -> str:
+    """``text``, or ``[redacted:<fingerprint>]`` when it looks like a credential (AUTH 38)."""
+    return f"[redacted:{fingerprint(text)}]" if _CREDENTIAL_LIKE.match(text) else text
 
 
 class ApiKeyVerifier(ABC):

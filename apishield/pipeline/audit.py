@@ -17,12 +17,11 @@ goes through the JSON encoder's own string escaping.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from json.encoder import encode_basestring_ascii as _quote
 
 from apishield.errors import HTTPError
-from apishield.identity.verifier import fingerprint
+from apishield.identity.verifier import redact_credential_like
 from apishield.observe import auditlog
 from apishield.pipeline.context import get_context
 from apishield.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,9 +30,6 @@ audit_logger = logging.getLogger("apishield.audit")
 MAX_PATH = 256
 
 
-# A segment this long that mixes letters and digits is a key, a token or a reset code far more
-# often than a name: clients do paste credentials into URLs (AUTH 38 forbids them in logs).
-_SECRET_LIKE = re.compile(r"^(?=[^/]*[A-Za-z])(?=[^/]*\d)[A-Za-z0-9._~+=-]{24,}$")
 
 
 def redact_path(path: str) -> str:
@@ -41,8 +37,7 @@ def redact_path(path: str) -> str:
     if len(path) < 24:
         return path
     return "/".join(
-        f"[redacted:{fingerprint(segment)}]" if _SECRET_LIKE.match(segment) else segment
-        for segment in path.split("/")
+        redact_credential_like(segment) for segment in path.split("/")
     )
 
 

@@ -46,6 +46,7 @@ from typing import Any
 import jsonschema_rs
 
 from apishield.errors import ConfigError
+from apishield.identity.verifier import redact_credential_like
 
 __all__ = [
     "DEFAULT_MAX_STRING_LENGTH",
@@ -224,8 +225,11 @@ def safe_pointer(path: list[str | int] | tuple[str | int, ...]) -> str:
     """
     parts = []
     for part in path:
-        if isinstance(part, int) or _SAFE_SEGMENT.match(part):
-            parts.append(str(part).replace("~", "~0").replace("/", "~1"))
+        if isinstance(part, int):
+            parts.append(str(part))
+        elif _SAFE_SEGMENT.match(part):
+            # A plain name may still be a pasted key or token: shown as its fingerprint.
+            parts.append(redact_credential_like(part).replace("~", "~0").replace("/", "~1"))
         else:
             parts.append("<name>")
     return "/" + "/".join(parts) if parts else ""

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from apishield import protect
 from apishield.errors import ConfigError
+from apishield.identity.verifier import fingerprint
 from apishield.pipeline.build import build_gateway
 from apishield.policy import parse_policy
 from apishield.policy.load import load_policy, resolve_paths
@@ -355,3 +356,23 @@ async def test_head_is_checked_as_get(spec_file: Path) -> None:
         accepted = await c.head("/v2/orders/7")
     assert refused.status_code == 400
     assert accepted.status_code == 200
+
+
+async def test_credential_like_names_are_shown_as_fingerprints(
+    spec_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AUTH-38: a key pasted where a name goes (a query name, a body field) is neither echoed
+    in development-mode errors nor logged; its fingerprint stands in for it."""
+    pasted = "ask_live_7Fq2Lr9XwP4mZt8VbN3cKd6Ys"
+    with caplog.at_level(logging.INFO):
+        async with client(policy(spec_file, development=True)) as c:
+            in_query = await c.get(f"/v2/orders/7?{pasted}=1")
+            in_body = await c.put("/v2/orders/7", json={"qty": 1, pasted: 1})
+    assert in_query.status_code == 400
+    assert in_body.status_code == 422
+    fields = [e["field"] for e in in_query.json()["errors"] + in_body.json()["errors"]]
+    assert any(f.endswith(f"[redacted:{fingerprint(pasted)}]") for f in fields), fields
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("apishield"))
+    assert "[redacted:" in ours
+    for text in (in_query.text, in_body.text, ours):
+        assert pasted not in text
