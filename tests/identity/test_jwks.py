@@ -295,7 +295,9 @@ async def test_jwks_request_during_first_fetch_waits_for_it(
     while rig.fetches() == 0:
         await asyncio.sleep(0.01)
     second = asyncio.create_task(rig.verify(rig.token()))
-    await asyncio.sleep(0.05)
+    for _ in range(5):  # let it reach the key set: it must be waiting, not answered already
+        await asyncio.sleep(0)
+    assert not second.done()
     release.set()
     assert await first == "user-42"
     assert await second == "user-42"
