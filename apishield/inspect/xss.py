@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["score_xss"]
+__all__ = ["SINK_WORDS", "score_xss"]
 
 _TAG = re.compile(r"<\s*(?:/\s*)?([a-z][a-z0-9:_-]*)", re.I)
 _ACTIVE_TAGS = frozenset(
@@ -36,10 +36,29 @@ _SINK_CALL = re.compile(
     r"|\blocation\s*[.=]",
     re.I,
 )
+#: The sinks a JavaScript-string breakout calls, each with what must follow its name (the
+#: screens read the names: a quote without one of them cannot score here).
+_SINKS = {
+    "alert": "",
+    "prompt": "",
+    "confirm": "",
+    "eval": "",
+    "settimeout": "",
+    "setinterval": "",
+    "fetch": "",
+    "import": "",
+    "document": r"\.",
+    "window": r"\.",
+    "top": r"\[",
+    "self": r"\[",
+    "location": "",
+}
+SINK_WORDS = frozenset(_SINKS)
 # A quote (or "}") that ends a JavaScript string or block, an operator, then a sink.
 _JS_BREAKOUT = re.compile(
-    r"[\"'`}]\s*(?:[-+*/%;,)|&^]+\s*)?(?:alert|prompt|confirm|eval|settimeout|setinterval|fetch"
-    r"|import|document\.|window\.|top\[|self\[|location)\b",
+    r"[\"'`}]\s*(?:[-+*/%;,)|&^]+\s*)?(?:"
+    + "|".join(name + after for name, after in _SINKS.items())
+    + r")\b",
     re.I,
 )
 _CSS = re.compile(r"expression\s*\(|-moz-binding|behavior\s*:\s*url", re.I)
@@ -73,9 +92,12 @@ def score_xss(value: str) -> int:
                 best = max(best, 80)
             else:
                 best = max(best, 50)
-    if ":" in value and ("script" in low or "data" in low):
+    if ":" in value:
+        # Browsers drop tabs and newlines anywhere in a scheme, "javascr\tipt:" included, so
+        # the words are looked for once they are gone.
         compact = value.translate(_CONTROL)
-        if _SCHEME.search(compact):
+        folded = compact.lower()
+        if ("script" in folded or "data" in folded) and _SCHEME.search(compact):
             best = max(best, 85 if "script:" in compact.lower() else 75)
     if best < 85 and ("'" in value or '"' in value or "`" in value or "}" in value):
         if _JS_BREAKOUT.search(value) and _SINK_CALL.search(value):

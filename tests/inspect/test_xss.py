@@ -15,6 +15,8 @@ ATTACKS = [
     pytest.param('"><svg onload=alert(1)//', id="attribute-breakout-tag"),
     pytest.param('" autofocus onfocus=alert(1) x="', id="attribute-breakout-handler"),
     pytest.param("javascript:alert(document.cookie)", id="javascript-url"),
+    pytest.param("javascr\tipt:alert(1)", id="javascript-url-split-by-a-tab"),
+    pytest.param("java\nscript:alert(1)", id="javascript-url-split-by-a-newline"),
     pytest.param("java\tscript:alert(1)", id="javascript-url-with-tab"),
     pytest.param("&#106;avascript&colon;alert(1)", id="javascript-url-entities"),
     pytest.param('<a href="vbscript:msgbox(1)">x</a>', id="vbscript-url"),
