@@ -23,14 +23,15 @@ linear in the size of a value, so a request costs time linear in its size.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from apishield.inspect.cmdi import score_cmdi
 from apishield.inspect.decode import canonical, decode_utf8, percent_decode
 from apishield.inspect.multipart import FormPart
 from apishield.inspect.nosqli import score_nosqli, score_nosqli_key
-from apishield.inspect.screen import ascii_form, candidates
+from apishield.inspect.screen import ascii_form, candidates, request_screen
 from apishield.inspect.settings import DETECTORS, DetectorName, InspectionSettings
 from apishield.inspect.sqli import score_sqli
 from apishield.inspect.ssti import score_ssti
@@ -74,6 +75,12 @@ SKIPPED_HEADERS = frozenset(
 )
 
 _ENCODED = re.compile(r"[%&\x00\\]")
+_ENCODING_CHARS = "%&\\\x00"  # what _ENCODED finds
+# What may follow a "&" that html.unescape leaves alone: nothing, a space, a tab or form
+# feed, "&", "<" or ";" (its pattern's first character excludes them) -- or the probe's separator.
+_NOT_ENTITY = frozenset({"", " ", "\t", "\n", "\x0c", "&", "<", ";", "\x01"})
+# Joins the values for the search of those: ASCII, and not one of them.
+_PROBE_SEPARATOR = "\x01"
 _WORDLIKE = re.compile(r"\w*", re.ASCII)
 
 
@@ -164,46 +171,89 @@ def _plain_word(value: str) -> bool:
     )
 
 
-def _walk_json(document: object) -> Iterator[tuple[str, str | int | None, str, bool]]:
-    """(parent path, key or index, string, is_key) for the keys and strings of a JSON document.
+Origin = tuple[str, str, "str | int | None", bool]
+#: A JSON container whose keys and strings start at an index of the collected values: (that
+#: index, its path, the container, whether its keys were collected).
+_Mark = tuple[int, str, object, bool]
+_SCALARS = frozenset({int, float, bool, type(None)})
 
-    The field of a value is ``f"{parent}.{key}"`` (or ``parent`` when the key is ``None``); it is
-    left to the caller to build, since only values with a finding, or routes with exclusions,
-    need it. Keys and strings that are one plain word are left out: they are most of a typical
-    body and no detector can score them. Iterative, so a deep document cannot exhaust the stack.
+
+def _walk_json(document: object, values: list[str], marks: list[_Mark]) -> None:
+    """Append the keys and strings of a JSON document to ``values``, container by container,
+    and one mark per container, from which :func:`_json_origin` finds where a value was.
+
+    Origins are worked out afterwards, only for the values a screen picks: building one per
+    key and string cost more than screening them all (callgrind, bench/inspection_cost.py).
+    Iterative, so a deep document cannot exhaust the stack.
     """
-    # The plain-word test is written out here rather than calling _plain_word: this loop runs
-    # once per key and string of the body, and the call was a tenth of the cost of inspecting a
-    # typical JSON request (callgrind, bench/inspection_cost.py).
-    wordlike = _WORDLIKE.fullmatch
     stack: list[tuple[object, str]] = [(document, "body")]
+    add = values.append
+    push = stack.append
     while stack:
         node, path = stack.pop()
         if isinstance(node, dict):
+            # Keys that are all plain words (most are) are left out with one test for all.
+            try:
+                keys = "".join(node)
+            except TypeError:  # a key that is not a string, from a caller's own document
+                keys = "-"
+            with_keys = not (keys.isascii() and ("k" + keys).isidentifier())
+            marks.append((len(values), path, node, with_keys))
+            if with_keys:
+                values.extend(node)  # str from a JSON parser (inspect() fixes others)
             for key, child in node.items():
-                key = str(key)
-                if not (
-                    key.isascii()
-                    and (key.isalnum() or key.isidentifier() or wordlike(key) is not None)
-                ):
-                    yield path, key, key, True
-                if isinstance(child, str):
-                    if not (
-                        child.isascii()
-                        and (child.isalnum() or child.isidentifier() or wordlike(child) is not None)
-                    ):
-                        yield path, key, child, False
-                elif isinstance(child, (dict, list)):
-                    stack.append((child, f"{path}.{key}"))
+                kind = type(child)
+                if kind is str:
+                    add(child)
+                elif kind is dict or kind is list:
+                    push((child, f"{path}.{key}"))
+                elif kind not in _SCALARS:  # subclasses, from a caller's own document
+                    if isinstance(child, str):
+                        add(child)
+                    elif isinstance(child, (dict, list)):
+                        push((child, f"{path}.{key}"))
         elif isinstance(node, list):
+            marks.append((len(values), path, node, False))
             for index, child in enumerate(node):
-                if isinstance(child, str):
-                    if not _plain_word(child):
-                        yield path, index, child, False
-                elif isinstance(child, (dict, list)):
-                    stack.append((child, f"{path}.{index}"))
-        elif isinstance(node, str) and not _plain_word(node):
-            yield path, None, node, False
+                kind = type(child)
+                if kind is str:
+                    add(child)
+                elif kind is dict or kind is list:
+                    push((child, f"{path}.{index}"))
+                elif kind not in _SCALARS:
+                    if isinstance(child, str):
+                        add(child)
+                    elif isinstance(child, (dict, list)):
+                        push((child, f"{path}.{index}"))
+        elif isinstance(node, str):
+            marks.append((len(values), path, node, False))
+            add(node)
+
+
+def _json_origin(offset: int, mark: _Mark) -> Origin:
+    """(location, parent path, key or index, is-a-key) of the value ``offset`` values after
+    the start of ``mark``'s container, in the order :func:`_walk_json` appended them."""
+    _, path, node, with_keys = mark
+    if isinstance(node, dict):
+        if with_keys:
+            if offset < len(node):
+                for key in node:
+                    if offset == 0:
+                        return ("body", path, key, True)
+                    offset -= 1
+            offset -= len(node)
+        for key, child in node.items():
+            if isinstance(child, str):
+                if offset == 0:
+                    return ("body", path, key, False)
+                offset -= 1
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            if isinstance(child, str):
+                if offset == 0:
+                    return ("body", path, index, False)
+                offset -= 1
+    return ("body", path, None, False)
 
 
 class _FieldRule:
@@ -309,26 +359,27 @@ class Inspector:
         self, raw: str, plus: bool, skip: frozenset[DetectorName]
     ) -> list[tuple[DetectorName, int]]:
         # score_value for a value already known not to be one plain word.
-        if raw.isascii():
-            if _ENCODED.search(raw) or (plus and "+" in raw):
-                value, nul = canonical(raw, plus=plus)
-            else:
-                value, nul = raw, False
-        else:
-            value, nul = canonical(raw, plus=plus)
+        if raw.isascii() and not _ENCODED.search(raw) and not (plus and "+" in raw):
+            return self._detect(raw, False, raw, skip)
+        value, nul = canonical(raw, plus=plus)
+        return self._detect(value, nul, value if value.isascii() else ascii_form(value), skip)
+
+    def _detect(
+        self, value: str, nul: bool, form: str | None, skip: frozenset[DetectorName]
+    ) -> list[tuple[DetectorName, int]]:
+        """Scores of the canonical ``value`` that reach the threshold, best first.
+
+        ``form`` is its :func:`~apishield.inspect.screen.ascii_form` (``None``: it cannot be
+        screened, and every detector runs); ``nul``, whether decoding removed a NUL byte.
+        """
         found: list[tuple[DetectorName, int]] = []
         threshold = self.threshold
-        # Screening "Zürich" rather than running all six detectors on it: POST cold of
-        # bench/inspection_cost.py 1.25M -> 1.22M instructions per request (callgrind).
-        screened = value if value.isascii() else ascii_form(value)
-        if screened is not None:
+        if form is not None:
             # The screens skip the detectors that cannot score this value; a removed NUL byte is
             # evidence for the traversal detector whatever the rest of the value holds.
-            names = candidates(screened)
+            names = candidates(form)
             if nul and "traversal" not in names:
                 names.append("traversal")
-            if not names:
-                return found
             for name in names:
                 if name in self.enabled and name not in skip:
                     score = _RUNNERS[name](value, nul)
@@ -357,11 +408,78 @@ class Inspector:
         """Findings for the request, worst first; with ``first_only``, stop at the first one.
 
         ``route`` is the matched policy route template, for the exclusions that name one.
+
+        The values are decoded and screened together (:func:`~apishield.inspect.screen.
+        request_screen`); only those a screen picks, those that lost a NUL byte in decoding and
+        those the screens cannot read go on, one by one, to their candidate detectors.
         """
+        values, origins, marks = _collect(parts)
+        if not values:
+            return []
+        try:
+            probe = _PROBE_SEPARATOR.join(values)
+        except TypeError:  # a JSON key that is not a string, from a caller's own document
+            values = [value if isinstance(value, str) else str(value) for value in values]
+            probe = _PROBE_SEPARATOR.join(values)
+        canon: list[str] = values
+        forms: list[str] = values
+        nul_at: set[int] = set()
+        unscreened: set[int] = set()
+        # Which values need canonical decoding: the non-ASCII ones, and those holding one of
+        # _ENCODED's characters, found with one C-level search per character (a regex over
+        # the joined values cost ten times more, measured with callgrind).
+        need: set[int] = set()
+        if not probe.isascii():
+            need.update(i for i, value in enumerate(values) if not value.isascii())
+        starts: list[int] | None = None
+        for char in _ENCODING_CHARS:
+            pos = probe.find(char)
+            if pos >= 0:
+                if starts is None:
+                    starts = _starts(values)
+                count = len(starts)
+                while pos >= 0:
+                    if char == "&" and probe[pos + 1 : pos + 2] in _NOT_ENTITY:
+                        # "Tom & Anna": no character reference starts with a space (or ends
+                        # the value), so html.unescape would leave it as it is.
+                        pos = probe.find(char, pos + 1)
+                        continue
+                    index = bisect_right(starts, pos) - 1
+                    need.add(index)
+                    pos = probe.find(char, starts[index + 1]) if index + 1 < count else -1
+        if need:
+            canon = list(values)
+            forms = list(values)
+            for index in need:
+                value, nul = canonical(values[index])
+                canon[index] = value
+                if nul:
+                    nul_at.add(index)
+                form = value if value.isascii() else ascii_form(value)
+                if form is None:
+                    unscreened.add(index)
+                    forms[index] = ""
+                else:
+                    forms[index] = form
+        picked = request_screen(forms)
+        if nul_at or unscreened:
+            picked = sorted(set(picked) | nul_at | unscreened)
+        if not picked:
+            return []
         rules = self._rules_for(route)
         findings: list[Finding] = []
         cache = self._cache
-        for location, prefix, name, value, is_key in self._values(parts):
+        json_start = len(origins)
+        mark_starts = [mark[0] for mark in marks]
+        for i in picked:
+            raw = values[i]
+            if _plain_word(raw):
+                continue  # one plain word: no detector can score it (test_screen.py)
+            if i < json_start:
+                location, prefix, name, is_key = origins[i]
+            else:
+                mark = marks[bisect_right(mark_starts, i) - 1]
+                location, prefix, name, is_key = _json_origin(i - mark[0], mark)
             field_name = None
             skip: frozenset[DetectorName] = _NOTHING
             if rules:
@@ -369,18 +487,21 @@ class Inspector:
                 skip = frozenset(
                     d for rule in rules if rule.matches(field_name) for d in rule.detectors
                 )
+            form = None if i in unscreened else forms[i]
             if not skip and (location == "header" or location == "cookie"):
-                scored = cache.get(value)
+                scored = cache.get(raw)
                 if scored is None:
-                    scored = self._scores(value, False, _NOTHING)
-                    if len(value) <= CACHE_VALUE_LIMIT:
+                    scored = self._detect(canon[i], i in nul_at, form, _NOTHING)
+                    if len(raw) <= CACHE_VALUE_LIMIT:
                         if len(cache) >= CACHE_ENTRIES:
                             cache.clear()
-                        cache[value] = scored
-            elif is_key:
-                scored = self._score_key(value, skip)
+                        cache[raw] = scored
             else:
-                scored = self._scores(value, False, skip)
+                scored = self._detect(canon[i], i in nul_at, form, skip)
+                if is_key and self.nosqli_on and "$" in raw and "nosqli" not in skip:
+                    score = score_nosqli_key(raw)
+                    if score >= self.threshold:
+                        scored = [("nosqli", score), *scored]
             if scored:
                 if field_name is None:
                     field_name = prefix if name is None else f"{prefix}.{name}"
@@ -391,60 +512,62 @@ class Inspector:
         findings.sort(key=lambda f: -f.score)
         return findings
 
-    def _score_key(
-        self, value: str, skip: frozenset[DetectorName]
-    ) -> list[tuple[DetectorName, int]]:
-        found: list[tuple[DetectorName, int]] = []
-        if self.nosqli_on and "$" in value and "nosqli" not in skip:
-            score = score_nosqli_key(value)
-            if score >= self.threshold:
-                found.append(("nosqli", score))
-        found.extend(self._scores(value, False, skip))
-        return found
 
-    def _values(
-        self, parts: RequestParts
-    ) -> Iterator[tuple[str, str, str | int | None, str, bool]]:
-        """(location, prefix, name, value, is-a-key) for every value of the request that is not
-        one plain word; the value's field is ``prefix.name`` (``prefix`` when name is ``None``).
-        """
-        plain = _plain_word
-        for name, value in parts.path_params.items():
-            if not plain(value):
-                yield "path", "path", name, value, False
-        if parts.query:
-            for name, value in parse_form(parts.query):
-                if not plain(name):
-                    yield "query", "query", name, name, True
-                if not plain(value):
-                    yield "query", "query", name, value, False
-        for raw_name, raw_value in parts.headers:
-            if raw_name in SKIPPED_HEADERS:
-                if raw_name == b"cookie":
-                    for name, value in parse_cookies(decode_utf8(raw_value)):
-                        if not plain(value):
-                            yield "cookie", "cookie", name, value, False
-                continue
-            text = decode_utf8(raw_value)
-            if not plain(text):
-                yield "header", "header", raw_name.decode("latin-1").lower(), text, False
-        if parts.json is not _MISSING:
-            for path, key, value, is_key in _walk_json(parts.json):
-                yield "body", path, key, value, is_key
-        if parts.form:
-            for name, value in parse_form(parts.form):
-                if not plain(name):
-                    yield "body", "body", name, name, True
-                if not plain(value):
-                    yield "body", "body", name, value, False
-        for part in parts.multipart:
-            # Values as the application reads them: multipart text is not percent-encoded, but
-            # canonical decoding still applies (an app or a later layer may decode it again).
-            if not plain(part.name):
-                yield "body", "body", part.name, part.name, True
-            if part.text is not None and not plain(part.text):
-                yield "body", "body", part.name, part.text, False
-            if part.filename is not None and not plain(part.filename):
-                yield "body", "body", f"{part.name}.filename", part.filename, False
-        if parts.text_body is not None and not plain(parts.text_body):
-            yield "body", "body", None, parts.text_body, False
+def _starts(values: Sequence[str]) -> list[int]:
+    """Where each value starts in the values joined by one character."""
+    starts: list[int] = []
+    offset = 0
+    for value in values:
+        starts.append(offset)
+        offset += len(value) + 1
+    return starts
+
+
+def _collect(parts: RequestParts) -> tuple[list[str], list[Origin], list[_Mark]]:
+    """Every value of the request, the origin of each (location, prefix, name, is-a-key: the
+    value's field is ``prefix.name``, or ``prefix`` when name is ``None``) but the JSON body's,
+    which come last and are found through the marks of :func:`_walk_json`.
+
+    One plain word is collected like any other value: screened together, it costs less than
+    a test of its own, and a picked one is dropped then.
+    """
+    values: list[str] = []
+    origins: list[Origin] = []
+    for name, value in parts.path_params.items():
+        values.append(value)
+        origins.append(("path", "path", name, False))
+    if parts.query:
+        for name, value in parse_form(parts.query):
+            values += (name, value)
+            origins += (("query", "query", name, True), ("query", "query", name, False))
+    for raw_name, raw_value in parts.headers:
+        if raw_name in SKIPPED_HEADERS:
+            if raw_name == b"cookie":
+                for name, value in parse_cookies(decode_utf8(raw_value)):
+                    values.append(value)
+                    origins.append(("cookie", "cookie", name, False))
+            continue
+        values.append(decode_utf8(raw_value))
+        origins.append(("header", "header", raw_name.decode("latin-1").lower(), False))
+    if parts.form:
+        for name, value in parse_form(parts.form):
+            values += (name, value)
+            origins += (("body", "body", name, True), ("body", "body", name, False))
+    for part in parts.multipart:
+        # Values as the application reads them: multipart text is not percent-encoded, but
+        # canonical decoding still applies (an app or a later layer may decode it again).
+        values.append(part.name)
+        origins.append(("body", "body", part.name, True))
+        if part.text is not None:
+            values.append(part.text)
+            origins.append(("body", "body", part.name, False))
+        if part.filename is not None:
+            values.append(part.filename)
+            origins.append(("body", "body", f"{part.name}.filename", False))
+    if parts.text_body is not None:
+        values.append(parts.text_body)
+        origins.append(("body", "body", None, False))
+    marks: list[_Mark] = []
+    if parts.json is not _MISSING:
+        _walk_json(parts.json, values, marks)
+    return values, origins, marks

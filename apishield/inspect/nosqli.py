@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["score_nosqli", "score_nosqli_key"]
+__all__ = ["JS_HINTS", "score_nosqli", "score_nosqli_key"]
 
 # Operators that change what a query matches or run code. Keys such as "$ref", "$schema" and
 # "$id" (JSON Schema, JSON Reference) are ordinary data and stay out of this list.
@@ -75,8 +75,8 @@ _JS_BREAKOUT = re.compile(
     r"|function\s*\(|db\.|var\s|let\s|const\s|it\s*=|\w+\s*===?|[\"'][^\"']*[\"']\s*===?)",
     re.I,
 )
-# Words one of which a JavaScript breakout needs after its separator.
-_JS_HINTS = (
+#: Words one of which a JavaScript breakout needs after its separator (the screens read them).
+JS_HINTS = (
     "return",
     "this.",
     "sleep",
@@ -128,7 +128,7 @@ def score_nosqli(value: str) -> int:
     if best >= 85:
         return best
     low = value.lower()
-    if ("==" in value or any(hint in low for hint in _JS_HINTS)) and _JS_BREAKOUT.search(value):
+    if ("==" in value or any(hint in low for hint in JS_HINTS)) and _JS_BREAKOUT.search(value):
         best = max(best, 80)
     if ("db." in low or "this." in low) and (
         _MONGO_SHELL.search(value) or _THIS_MATCH.search(value)

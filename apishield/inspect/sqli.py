@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BARE_WORDS", "score_sqli", "tokenize"]
+__all__ = ["BARE_WORDS", "SYNTAX_WORDS", "score_sqli", "tokenize"]
 
 Token = tuple[str, str]  # (type, lower-cased text)
 _END: Token = ("_", "")  # past the last token; "_" is in no set of types below
@@ -117,6 +117,13 @@ _DANGEROUS = frozenset(
         "ctxsys.drithsx.sn",
     }
 )
+#: Every word the tokenizer reads as something other than a plain bareword (``w``): after a
+#: quote, only these (or a word called like a function) can start SQL syntax. The screens read it.
+SYNTAX_WORDS = frozenset(
+    word
+    for word in _LOGIC | _COMPARE_WORDS | _ARITH_WORDS | _LITERALS | _CLAUSES | _KEYWORDS
+    if word[:1].isalpha()  # "||" and "&&" are operators, not words
+) | {"not", "union"}
 #: Bare values are tokenized only when they hold one of these words (or ``xp_...``, ``||``,
 #: ``&&``, ``/*!``): an injection outside quotes has to use one of them, and skipping the rest
 #: keeps ordinary text (User-Agent strings) cheap. The engine reads the same set to decide

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["score_traversal"]
+__all__ = ["WRAPPERS", "score_traversal"]
 
 _DOTDOT = re.compile(r"(?:^|(?<=[/\\]))\.{2,}(?=[/\\]|$)")
 _SENSITIVE = re.compile(
@@ -32,7 +32,11 @@ _SENSITIVE = re.compile(
     r"|bin[/\\](?:sh|bash|id)\b)",
 )
 _ABSOLUTE = re.compile(r"^\s*(?:[/\\~]|[a-z]:[/\\]|file:)", re.I)
-_WRAPPER = re.compile(r"\b(php|phar|zip|expect|jar|netdoc|gopher|dict|glob|file|data)://", re.I)
+#: Stream wrappers that turn a file parameter into code or remote access (the screens read them).
+WRAPPERS = (
+    *("php", "phar", "zip", "expect", "jar", "netdoc", "gopher", "dict", "glob", "file", "data"),
+)
+_WRAPPER = re.compile(r"\b(" + "|".join(WRAPPERS) + ")://", re.I)
 _WRAPPER_SCORE = {"file": 80, "data": 60, "glob": 70}
 
 

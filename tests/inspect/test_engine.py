@@ -149,3 +149,70 @@ def test_detectors_can_be_switched_off() -> None:
     inspector = Inspector(InspectionSettings(detectors=["sqli"]))
     assert inspector.inspect(RequestParts(query=b"q=<script>")) == []
     assert inspector.inspect(RequestParts(query=b"q=1+or+1%3D1"))
+
+
+# -- the whole request screened at once gives what value-by-value scoring gives --------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from apishield.inspect.engine import score_nosqli_key  # noqa: E402
+from tests.inspect.test_screen import CORPUS_VALUES  # noqa: E402
+
+PARANOID = Inspector(InspectionSettings(paranoia=3))
+
+
+def one_by_one(values: list[tuple[str, str, str, bool]]) -> set[tuple[str, str, str, int]]:
+    expected = set()
+    for location, field, value, is_key in values:
+        scored = PARANOID.score_value(value)
+        if is_key and "$" in value and (score := score_nosqli_key(value)) >= 30:
+            scored.append(("nosqli", score))
+        expected |= {(category, location, field, score) for category, score in scored}
+    return expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(CORPUS_VALUES), min_size=1, max_size=8),
+    st.lists(st.sampled_from(CORPUS_VALUES), min_size=1, max_size=8),
+    st.sampled_from(CORPUS_VALUES),
+    st.sampled_from(CORPUS_VALUES),
+)
+def test_a_request_screened_at_once_scores_like_its_values_one_by_one(
+    body: list[str], items: list[str], key: str, header: str
+) -> None:
+    document = {
+        "plain": "word",
+        "n": 1,
+        "flag": True,
+        "text": body[0],
+        key: {"inner": body},
+        "items": [{"name": value, "qty": 2} for value in items],
+    }
+    parts = RequestParts(headers=[(b"x-note", header.encode("utf-8"))], query=b"q=1", json=document)
+    values = [("header", "header.x-note", header, False), ("body", "body.text", body[0], False)]
+    values.append(("body", f"body.{key}", key, True))
+    values += [("body", f"body.{key}.inner.{i}", value, False) for i, value in enumerate(body)]
+    values += [("body", f"body.items.{i}.name", value, False) for i, value in enumerate(items)]
+    got = {
+        (f.category, f.location, f.field, f.score)
+        for f in PARANOID.inspect(parts, first_only=False)
+    }
+    assert got == one_by_one(values)
+
+
+def test_fields_of_values_in_nested_json() -> None:
+    document = {
+        "customer": {"name": "Anna", "note": "' or 1=1--"},
+        "items": [{"sku": "A-1"}, "<script>alert(1)</script>", {"$where": "sleep(1)"}],
+        "tags": ["x", ["../../etc/passwd"]],
+    }
+    found = {
+        (f.field, f.category)
+        for f in PARANOID.inspect(RequestParts(json=document), first_only=False)
+    }
+    assert ("body.customer.note", "sqli") in found
+    assert ("body.items.1", "xss") in found
+    assert ("body.items.2.$where", "nosqli") in found
+    assert ("body.tags.1.0", "traversal") in found
