@@ -180,7 +180,7 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 
 def _walk_json(document: object, values: list[str], marks: list[_Mark]) -> None:
     """Append the keys and strings of a JSON document to ``values``, container by container,
-    and one mark per container, from which :func:`_json_origin` finds where a value was.
+    and one mark per container, from which :func:`_json_origins` finds where a value was.
 
     Origins are worked out afterwards, only for the values a screen picks: building one per
     key and string cost more than screening them all (callgrind, bench/inspection_cost.py).
@@ -230,30 +230,25 @@ def _walk_json(document: object, values: list[str], marks: list[_Mark]) -> None:
             add(node)
 
 
-def _json_origin(offset: int, mark: _Mark) -> Origin:
-    """(location, parent path, key or index, is-a-key) of the value ``offset`` values after
-    the start of ``mark``'s container, in the order :func:`_walk_json` appended them."""
+def _json_origins(mark: _Mark) -> list[Origin]:
+    """(location, parent path, key or index, is-a-key) of each value ``mark``'s container
+    added, in the order :func:`_walk_json` added them."""
     _, path, node, with_keys = mark
     if isinstance(node, dict):
+        found: list[Origin] = []
         if with_keys:
-            if offset < len(node):
-                for key in node:
-                    if offset == 0:
-                        return ("body", path, key, True)
-                    offset -= 1
-            offset -= len(node)
-        for key, child in node.items():
-            if isinstance(child, str):
-                if offset == 0:
-                    return ("body", path, key, False)
-                offset -= 1
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            if isinstance(child, str):
-                if offset == 0:
-                    return ("body", path, index, False)
-                offset -= 1
-    return ("body", path, None, False)
+            found += [("body", path, key, True) for key in node]
+        found += [
+            ("body", path, key, False) for key, child in node.items() if isinstance(child, str)
+        ]
+        return found
+    if isinstance(node, list):
+        return [
+            ("body", path, index, False)
+            for index, child in enumerate(node)
+            if isinstance(child, str)
+        ]
+    return [("body", path, None, False)]
 
 
 class _FieldRule:
@@ -471,6 +466,9 @@ class Inspector:
         cache = self._cache
         json_start = len(origins)
         mark_starts = [mark[0] for mark in marks]
+        # The origins of a JSON container's values, worked out once for all its picked values
+        # (one at a time made a body of many picked values quadratic).
+        known: dict[int, list[Origin]] = {}
         for i in picked:
             raw = values[i]
             if _plain_word(raw):
@@ -478,8 +476,11 @@ class Inspector:
             if i < json_start:
                 location, prefix, name, is_key = origins[i]
             else:
-                mark = marks[bisect_right(mark_starts, i) - 1]
-                location, prefix, name, is_key = _json_origin(i - mark[0], mark)
+                at = bisect_right(mark_starts, i) - 1
+                container = known.get(at)
+                if container is None:
+                    container = known[at] = _json_origins(marks[at])
+                location, prefix, name, is_key = container[i - marks[at][0]]
             field_name = None
             skip: frozenset[DetectorName] = _NOTHING
             if rules:

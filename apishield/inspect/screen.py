@@ -109,12 +109,30 @@ _PROSE_AFTER_QUOTE = re.compile(
 # -- NoSQL ----------------------------------------------------------------------------------
 _NOSQLI_TEXT = ("db.", "this.")
 _NOSQLI_OBJECTS = frozenset({b"db", b"this"})
-# The hints by the word each needs: the breakout pattern puts that word after a separator or
-# a space, so a value it matches holds the word whole.
-_NOSQLI_JS: dict[bytes, tuple[str, ...]] = {}
-for _hint in JS_HINTS:
-    _word = _hint.strip(" .{=").encode("ascii")
-    _NOSQLI_JS[_word] = (*_NOSQLI_JS.get(_word, ()), _hint)
+# What score_nosqli's breakout pattern needs unless the value holds "==": a separator, spacing,
+# then one of its JavaScript words (the hints it checks first may sit anywhere: "submit="
+# holds "it=", so they decide nothing here). Same "\\s" as the detector's.
+_JS_NAMES = {hint.strip(" .{=") for hint in JS_HINTS}
+_JS_WORD = re.compile(r"\s*(?:" + "|".join(sorted(_JS_NAMES, key=lambda w: (-len(w), w))) + ")")
+# Each is followed, in that pattern, by "\b", ".", "(", "{", "=" or spacing: a value it matches
+# holds the word whole.
+_JS_WORDS = _words(tuple(_JS_NAMES))
+
+
+def _js_after_break(low: str, chars: frozenset[int]) -> bool:
+    # ";", "|" or "&" (which "||" and "&&" end with), then _JS_WORD: each occurrence is found
+    # at C speed and the pattern only tried there (a search tried it at every position).
+    for sep in _JS_SEPARATORS:
+        if ord(sep) in chars:
+            pos = low.find(sep)
+            while pos >= 0:
+                if _JS_WORD.match(low, pos + 1):
+                    return True
+                pos = low.find(sep, pos + 1)
+    return False
+
+
+_JS_SEPARATORS = ";|&"
 _NOSQLI_BREAKS = ((b";", ";"), (b"||", "||"), (b"&&", "&&"))
 
 # -- commands -------------------------------------------------------------------------------
@@ -162,10 +180,10 @@ _TRIGGER_WORDS = (
     _PLAIN_WORDS
     | _CMDI_COMMANDS
     | _CMDI_PHP
-    | frozenset(_NOSQLI_JS)
     | _NOSQLI_OBJECTS
     | _XSS_SINKS
     | _WRAPPER_WORDS
+    | _JS_WORDS
 )
 
 #: A condition met: its detector, and groups of features. A value that meets the condition
@@ -246,14 +264,13 @@ def _fired(low: str) -> Fired:
         fired.append(("nosqli", (("$",),)))
     if dot and not words.isdisjoint(_NOSQLI_OBJECTS) and (found := _texts(low, _NOSQLI_TEXT)):
         fired.append(("nosqli", (found,)))
-    if 59 in chars or 124 in chars or 38 in chars:
-        code: tuple[str, ...] = ("==",) if punct.find(b"==") >= 0 and "==" in low else ()
-        for word in words.intersection(_NOSQLI_JS):
-            code += _texts(low, _NOSQLI_JS[word])
-        if code:
-            breaks = tuple(t for b, t in _NOSQLI_BREAKS if punct.find(b) >= 0 and t in low)
-            if breaks:
-                fired.append(("nosqli", (code, breaks)))
+    if (59 in chars or 124 in chars or 38 in chars) and (
+        (punct.find(b"==") >= 0 and "==" in low)
+        or (not words.isdisjoint(_JS_WORDS) and _js_after_break(low, chars))
+    ):
+        breaks = tuple(t for b, t in _NOSQLI_BREAKS if punct.find(b) >= 0 and t in low)
+        if breaks:
+            fired.append(("nosqli", (breaks,)))
     # score_cmdi: the checks before its separator loop, then a separator followed by a
     # command name somewhere.
     if always := chars & _CMDI_ALWAYS:

@@ -89,3 +89,19 @@ def test_random_mixes_stay_linear(pieces: list[str], repeat: int) -> None:
     value = "".join(pieces) * repeat
     PARANOID.score_value(value)
     PARANOID.score_value(value, plus=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(["x'"] * 50_000, id="list-of-picked-values"),
+        pytest.param({f"k{i}": "<b>" for i in range(50_000)}, id="object-of-picked-values"),
+        pytest.param({f"k'{i}": 1 for i in range(50_000)}, id="object-of-picked-keys"),
+    ],
+)
+def test_a_body_of_many_values_a_screen_picks_stays_linear(document: object) -> None:
+    # Each picked value needs its field; finding them one at a time walked the container
+    # again for each (50,000 values: about half an hour). The timeout turns that into a failure.
+    assert PARANOID.inspect(RequestParts(json=document), first_only=False) == []

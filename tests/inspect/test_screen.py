@@ -334,6 +334,21 @@ def test_quotes_in_prose_and_sql_after_a_quote() -> None:
         assert "sqli" in candidates(risky), risky
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1;let\tx submit=1",  # "it=" only inside a word, "let" before a tab
+        "1;var\tx athis.y",
+        "1; it  = 2 awhile",
+        "1;const\nx=mydb.y",
+        "x';var\tq=1 returned",
+    ],
+)
+def test_javascript_after_a_separator_is_screened_whatever_the_spacing(value: str) -> None:
+    assert unscreened(value) == []
+    assert "nosqli" in candidates(value)
+
+
 def test_xss_screens_need_what_the_detector_needs() -> None:
     assert candidates("a = b") == []  # "=" without "on": no handler
     assert "xss" in candidates("x onerror=alert(1)")
