@@ -392,6 +392,17 @@ class Inspector:
 
     # -- whole requests -----------------------------------------------------------------------
 
+    def _remember_clean(self, fresh: list[int], values: list[str], picked: list[int]) -> None:
+        """Cache, as scoring nothing, the fresh header and cookie values no screen picked."""
+        cache = self._cache
+        chosen = set(picked)
+        for i in fresh:
+            raw = values[i]
+            if i not in chosen and len(raw) <= CACHE_VALUE_LIMIT:
+                if len(cache) >= CACHE_ENTRIES:
+                    cache.clear()
+                cache[raw] = []
+
     def _rules_for(self, route: str | None) -> list[_FieldRule]:
         if route is None:
             return self._global
@@ -408,9 +419,24 @@ class Inspector:
         request_screen`); only those a screen picks, those that lost a NUL byte in decoding and
         those the screens cannot read go on, one by one, to their candidate detectors.
         """
-        values, origins, marks = _collect(parts)
+        values, origins, marks, headers = _collect(parts)
         if not values:
             return []
+        # Header and cookie values repeat across a client's requests: one known to score
+        # nothing at any detector (the cache holds an empty list for it) is left out of the
+        # screen, as an empty value; the others are remembered once screened.
+        cache = self._cache
+        fresh: list[int] = []
+        first, end = headers
+        if cache:
+            for i in range(first, end):
+                scores = cache.get(values[i])
+                if scores is None:
+                    fresh.append(i)
+                elif not scores:
+                    values[i] = ""
+        else:
+            fresh = list(range(first, end))
         try:
             probe = _PROBE_SEPARATOR.join(values)
         except TypeError:  # a JSON key that is not a string, from a caller's own document
@@ -459,11 +485,12 @@ class Inspector:
         picked = request_screen(forms)
         if nul_at or unscreened:
             picked = sorted(set(picked) | nul_at | unscreened)
+        if fresh:
+            self._remember_clean(fresh, values, picked)
         if not picked:
             return []
         rules = self._rules_for(route)
         findings: list[Finding] = []
-        cache = self._cache
         json_start = len(origins)
         mark_starts = [mark[0] for mark in marks]
         # The origins of a JSON container's values, worked out once for all its picked values
@@ -524,10 +551,13 @@ def _starts(values: Sequence[str]) -> list[int]:
     return starts
 
 
-def _collect(parts: RequestParts) -> tuple[list[str], list[Origin], list[_Mark]]:
+def _collect(
+    parts: RequestParts,
+) -> tuple[list[str], list[Origin], list[_Mark], tuple[int, int]]:
     """Every value of the request, the origin of each (location, prefix, name, is-a-key: the
     value's field is ``prefix.name``, or ``prefix`` when name is ``None``) but the JSON body's,
-    which come last and are found through the marks of :func:`_walk_json`.
+    which come last and are found through the marks of :func:`_walk_json`; and the range of
+    indices of the header and cookie values.
 
     One plain word is collected like any other value: screened together, it costs less than
     a test of its own, and a picked one is dropped then.
@@ -541,6 +571,7 @@ def _collect(parts: RequestParts) -> tuple[list[str], list[Origin], list[_Mark]]
         for name, value in parse_form(parts.query):
             values += (name, value)
             origins += (("query", "query", name, True), ("query", "query", name, False))
+    first = len(values)
     for raw_name, raw_value in parts.headers:
         if raw_name in SKIPPED_HEADERS:
             if raw_name == b"cookie":
@@ -550,6 +581,7 @@ def _collect(parts: RequestParts) -> tuple[list[str], list[Origin], list[_Mark]]
             continue
         values.append(decode_utf8(raw_value))
         origins.append(("header", "header", raw_name.decode("latin-1").lower(), False))
+    headers = (first, len(values))
     if parts.form:
         for name, value in parse_form(parts.form):
             values += (name, value)
@@ -571,4 +603,4 @@ def _collect(parts: RequestParts) -> tuple[list[str], list[Origin], list[_Mark]]
     marks: list[_Mark] = []
     if parts.json is not _MISSING:
         _walk_json(parts.json, values, marks)
-    return values, origins, marks
+    return values, origins, marks, headers

@@ -216,3 +216,16 @@ def test_fields_of_values_in_nested_json() -> None:
     assert ("body.items.1", "xss") in found
     assert ("body.items.2.$where", "nosqli") in found
     assert ("body.tags.1.0", "traversal") in found
+
+
+def test_repeated_header_values_are_remembered_and_attacks_still_found() -> None:
+    inspector = Inspector(InspectionSettings())
+    benign = [(b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64)"), (b"cookie", b"theme=dark; a=b")]
+    attack = (b"x-trace", b"' or 1=1--")
+    assert inspector.inspect(RequestParts(headers=benign)) == []
+    assert inspector.inspect(RequestParts(headers=benign)) == []  # from the cache now
+    for _ in range(2):  # an attack in a header is found again, not remembered as clean
+        found = inspector.inspect(RequestParts(headers=[*benign, attack]))
+        assert [(f.field, f.category) for f in found] == [("header.x-trace", "sqli")]
+    found = inspector.inspect(RequestParts(headers=benign, query=b"q=%3Cscript%3E"))
+    assert [f.field for f in found] == ["query.q"]
