@@ -22,7 +22,9 @@ counts instead, which other processes do not change::
         .venv/bin/python bench/inspection_cost.py --only "GET cold" --requests 2000 --rounds 1
 
 and take the difference of two runs with different ``--requests`` over their difference in
-requests (this removes the interpreter's start-up).
+requests (this removes the interpreter's start-up). Set ``PYTHONHASHSEED=0`` for both: string
+hashes decide the order of set operations, which moves the count by about 20k instructions
+from run to run.
 
     .venv/bin/python bench/inspection_cost.py [--rounds 5] [--requests 20000] [--only NAME]
 """
