@@ -19,11 +19,25 @@ import html
 import re
 import unicodedata
 
-__all__ = ["MAX_ROUNDS", "canonical", "decode_utf8", "percent_decode"]
+__all__ = [
+    "ENCODING_CHARS",
+    "MAX_ROUNDS",
+    "NOT_A_REFERENCE",
+    "canonical",
+    "decode_utf8",
+    "percent_decode",
+]
 
 #: Rounds of percent/entity decoding. Three covers double and triple encoding, which is as deep
 #: as real stacks of decoders go (proxy, framework, application); more would only cost time.
 MAX_ROUNDS = 3
+
+#: The ASCII characters :func:`canonical` acts on: an ASCII value holding none of them is its
+#: own canonical form.
+ENCODING_CHARS = "%&\\\x00"
+#: What may follow a "&" that :func:`html.unescape` leaves alone: nothing, a space, a tab, a
+#: newline or form feed, "&", "<" or ";" (the first character of its pattern excludes them).
+NOT_A_REFERENCE = frozenset({"", " ", "\t", "\n", "\x0c", "&", "<", ";"})
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _UNICODE_ESCAPE = re.compile(r"%u([0-9a-fA-F]{4})")

@@ -28,10 +28,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from apishield.inspect.cmdi import score_cmdi
-from apishield.inspect.decode import canonical, decode_utf8, percent_decode
+from apishield.inspect.decode import (
+    ENCODING_CHARS,
+    NOT_A_REFERENCE,
+    canonical,
+    decode_utf8,
+    percent_decode,
+)
 from apishield.inspect.multipart import FormPart
 from apishield.inspect.nosqli import score_nosqli, score_nosqli_key
-from apishield.inspect.screen import ascii_form, candidates, request_screen
+from apishield.inspect.screen import ascii_form, candidates, request_screen, value_starts
 from apishield.inspect.settings import DETECTORS, DetectorName, InspectionSettings
 from apishield.inspect.sqli import score_sqli
 from apishield.inspect.ssti import score_ssti
@@ -74,12 +80,10 @@ SKIPPED_HEADERS = frozenset(
     }
 )
 
-_ENCODED = re.compile(r"[%&\x00\\]")
-_ENCODING_CHARS = "%&\\\x00"  # what _ENCODED finds
-# What may follow a "&" that html.unescape leaves alone: nothing, a space, a tab or form
-# feed, "&", "<" or ";" (its pattern's first character excludes them) -- or the probe's separator.
-_NOT_ENTITY = frozenset({"", " ", "\t", "\n", "\x0c", "&", "<", ";", "\x01"})
-# Joins the values for the search of those: ASCII, and not one of them.
+_ENCODED = re.compile("[" + re.escape(ENCODING_CHARS) + "]")
+# "&" followed by one of these needs no decoding; the probe's separator ends a value.
+_NOT_ENTITY = NOT_A_REFERENCE | {"\x01"}
+# Joins the values for the search of ENCODING_CHARS: ASCII, and not one of them.
 _PROBE_SEPARATOR = "\x01"
 _WORDLIKE = re.compile(r"\w*", re.ASCII)
 
@@ -453,11 +457,11 @@ class Inspector:
         if not probe.isascii():
             need.update(i for i, value in enumerate(values) if not value.isascii())
         starts: list[int] | None = None
-        for char in _ENCODING_CHARS:
+        for char in ENCODING_CHARS:
             pos = probe.find(char)
             if pos >= 0:
                 if starts is None:
-                    starts = _starts(values)
+                    starts = value_starts(values)
                 count = len(starts)
                 while pos >= 0:
                     if char == "&" and probe[pos + 1 : pos + 2] in _NOT_ENTITY:
@@ -539,16 +543,6 @@ class Inspector:
                         return findings
         findings.sort(key=lambda f: -f.score)
         return findings
-
-
-def _starts(values: Sequence[str]) -> list[int]:
-    """Where each value starts in the values joined by one character."""
-    starts: list[int] = []
-    offset = 0
-    for value in values:
-        starts.append(offset)
-        offset += len(value) + 1
-    return starts
 
 
 def _collect(

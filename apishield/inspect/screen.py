@@ -41,11 +41,11 @@ from collections.abc import Sequence
 from apishield.inspect.cmdi import COMMAND_WORDS, INTERPRETERS, PHP_FUNCTIONS
 from apishield.inspect.nosqli import JS_HINTS
 from apishield.inspect.settings import DETECTORS, DetectorName
-from apishield.inspect.sqli import BARE_WORDS, SYNTAX_WORDS
+from apishield.inspect.sqli import BARE_WORDS, SYNTAX_WORDS, WORD_SPLIT
 from apishield.inspect.traversal import WRAPPERS
 from apishield.inspect.xss import SINK_WORDS
 
-__all__ = ["SEPARATOR", "ascii_form", "candidates", "request_screen"]
+__all__ = ["SEPARATOR", "ascii_form", "candidates", "request_screen", "value_starts"]
 
 #: What joins the values of a request for :func:`request_screen`, and what stands for a plain
 #: non-ASCII letter in :func:`ascii_form`'s result: both mean nothing to any condition.
@@ -54,9 +54,7 @@ _LETTER = "\x01"
 
 _PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.,:@/+ -\x00\x01"
 _ALNUM = b"abcdefghijklmnopqrstuvwxyz0123456789 "
-_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
-# Lower-cased bytes: every byte that cannot be part of a word becomes a space.
-_SPLIT = bytes(b if b in _WORD_BYTES else 0x20 for b in range(256))
+_SPLIT = WORD_SPLIT  # lower-cased bytes: every byte that cannot be part of a word is a space
 
 
 def _plain_letter(code: int) -> bool:
@@ -340,6 +338,16 @@ def candidates(value: str) -> list[DetectorName]:
     return [name for name in DETECTORS if name in names]
 
 
+def value_starts(values: Sequence[str]) -> list[int]:
+    """Where each value starts once they are joined by one character."""
+    starts: list[int] = []
+    offset = 0
+    for value in values:
+        starts.append(offset)
+        offset += len(value) + 1
+    return starts
+
+
 def request_screen(forms: Sequence[str]) -> list[int]:
     """The indices of ``forms`` worth screening one by one with :func:`candidates`.
 
@@ -351,11 +359,7 @@ def request_screen(forms: Sequence[str]) -> list[int]:
     fired = _fired(low)
     if not fired:
         return []
-    starts: list[int] = []
-    offset = 0
-    for form in forms:
-        starts.append(offset)
-        offset += len(form) + 1
+    starts = value_starts(forms)
     count = len(starts)
     picked: set[int] = set()
     for _, groups in fired:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BARE_WORDS", "SYNTAX_WORDS", "score_sqli", "tokenize"]
+__all__ = ["BARE_WORDS", "SYNTAX_WORDS", "WORD_SPLIT", "score_sqli", "tokenize"]
 
 Token = tuple[str, str]  # (type, lower-cased text)
 _END: Token = ("_", "")  # past the last token; "_" is in no set of types below
@@ -137,9 +137,11 @@ BARE_WORDS = frozenset(
 _BARE_WORD_BYTES = frozenset(w.encode("ascii") for w in BARE_WORDS)
 _WORD_RUN = re.compile(r"\w+")
 _XP = re.compile(r"\bxp_\w")
-# Lower-cased ASCII: every byte outside [a-z0-9_] becomes a space, so split() gives the runs of
-# \w that the regex module would see.
-_SPLIT = bytes(b if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 0x20 for b in range(256))
+#: Lower-cased ASCII: every byte outside [a-z0-9_] becomes a space, so split() gives the runs of
+#: \w that the regex module would see (the screens split words the same way).
+WORD_SPLIT = bytes(
+    b if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 0x20 for b in range(256)
+)
 
 
 def _bare_anchor(low: str) -> bool:
@@ -154,7 +156,7 @@ def _bare_anchor(low: str) -> bool:
     if "xp_" in low and _XP.search(low):
         return True
     if low.isascii():
-        return not _BARE_WORD_BYTES.isdisjoint(low.encode("ascii").translate(_SPLIT).split())
+        return not _BARE_WORD_BYTES.isdisjoint(low.encode("ascii").translate(WORD_SPLIT).split())
     return not BARE_WORDS.isdisjoint(_WORD_RUN.findall(low))
 
 

@@ -69,3 +69,22 @@ def test_huge_character_references_do_not_reach_int() -> None:
     # or keep the rest of the value from being decoded.
     value, _ = canonical("&#" + "9" * 5000 + ";&#60;script&#62;")
     assert value == "\ufffd<script>"
+
+
+def test_what_follows_an_ampersand_that_is_never_a_reference() -> None:
+    # The engine skips decoding a value whose only "&" are followed by one of these.
+    import html
+
+    from apishield.inspect.decode import NOT_A_REFERENCE
+
+    assert html.unescape("a&") == "a&"  # "" : the value ends there
+    for follower in NOT_A_REFERENCE - {""}:
+        for rest in ("amp;", "lt;", "#39;", ""):
+            text = "a&" + follower + rest
+            if follower == "&":  # the first "&" stays; the second is looked at on its own
+                assert html.unescape(text).startswith("a&")
+            else:
+                assert html.unescape(text) == text
+    # "#" and a letter start one, and html's pattern admits "\r": those values are decoded.
+    assert html.unescape("a&#39;") == "a'" and html.unescape("a&amp;") == "a&"
+    assert NOT_A_REFERENCE.isdisjoint({"#", "a", "\r"})
